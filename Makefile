@@ -1,0 +1,49 @@
+# The commands of README.md.  Everything a target needs is installed by the target.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests and benchmarks drive: command name -> package.
+SYSTEM_TOOLS := sipp:sip-tester
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: serve test bench lint system-deps clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "sipresence needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,lint]'
+	@touch $@
+
+# apt-get runs only when a tool is missing, after an update of the package lists.
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+serve: $(VENV)/.installed
+	$(BIN)/sipresence serve $(ARGS)
+
+test: system-deps $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: system-deps $(VENV)/.installed-test
+	$(BIN)/python -m bench
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check sipresence tests bench
+	$(BIN)/mypy sipresence
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
