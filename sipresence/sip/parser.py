@@ -1,0 +1,328 @@
+"""Turning bytes into SIP messages: datagrams, streams, and the checks of RFC 3261 8.2.
+
+Three layers, each usable alone:
+
+* :func:`parse_datagram` frames one UDP datagram.  A missing Content-Length means the
+  body runs to the end of the datagram (RFC 3261 18.3, INTEROP.md: linphone); octets
+  beyond Content-Length are ignored (RFC 4475 ``dblreq``).
+* :class:`StreamFramer` frames a TCP/TLS byte stream by Content-Length and answers
+  RFC 5626 CRLF keep-alives.  A framing error is fatal to that connection only.
+* :func:`validate` checks the mandatory header fields, so that every malformed
+  request gets a 400 with a reason phrase that says what is wrong.
+
+All problems surface as :class:`ParseError`, which carries the status to answer and,
+when the header section could be read, the partial message to build that answer from.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .headers import TOKEN_CHARS, HeaderError
+from .message import COMPACT_FORMS, Headers, Message, Request, Response
+from .uri import SipURI
+
+__all__ = [
+    "ParseError",
+    "KEEPALIVE",
+    "MAX_MESSAGE_SIZE",
+    "parse_datagram",
+    "parse_head",
+    "StreamFramer",
+    "validate",
+]
+
+MAX_MESSAGE_SIZE = 65535
+_REQUEST_LINE_RE = re.compile(f"([{TOKEN_CHARS}]+) ([^ \\t]+) ([Ss][Ii][Pp]/[0-9]+\\.[0-9]+)\\Z")
+_STATUS_LINE_RE = re.compile(r"([Ss][Ii][Pp]/[0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?\Z", re.S)
+_VERSION = "SIP/2.0"
+_is_token = re.compile(f"[{TOKEN_CHARS}]+\\Z").match
+
+
+class ParseError(ValueError):
+    """A message that cannot be processed.
+
+    ``status`` is the response to send (400, 505, 413...), ``reason`` its reason
+    phrase, ``message`` the request or response as far as it could be read (None
+    when not even the header section could be), and ``fatal`` tells a stream
+    transport that it lost the framing and must close the connection.
+    """
+
+    def __init__(
+        self, reason: str, status: int = 400, message: Message | None = None,
+        fatal: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.message = message
+        self.fatal = fatal
+
+
+class _KeepAlive:
+    """The RFC 5626 double-CRLF ping on a stream; the answer is a single CRLF."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "KEEPALIVE"
+
+
+KEEPALIVE = _KeepAlive()
+
+
+# Header names already seen, as written, mapped to their lookup key.  A name is put
+# here only after it passed the token check, so a hit skips lower(), the compact-form
+# table and the check.  Bounded, so that random names cannot grow it without end.
+_NAME_KEYS: dict[str, str] = {}
+_NAME_KEYS_MAX = 4096
+
+
+def _split_lines(head: str) -> list[str]:
+    # Lenient in: bare LF line ends are accepted as well as CRLF.
+    if head.count("\n") != head.count("\r\n"):
+        head = head.replace("\r\n", "\n")
+        return head.split("\n")
+    return head.split("\r\n")
+
+
+def _fast_header_lines(lines: list[str], fields: dict[str, list[str]]) -> bool:
+    """Parse unfolded, well-formed header lines; False sends the caller to the slow path."""
+    name_keys = _NAME_KEYS
+    for i in range(1, len(lines)):
+        line = lines[i]
+        name, colon, value = line.partition(":")
+        if not colon:
+            return False
+        key = name_keys.get(name)
+        if key is None:
+            bare = name.rstrip(" \t")
+            if not bare or not _is_token(bare):
+                return False
+            key = bare.lower()
+            key = COMPACT_FORMS.get(key, key)
+            if len(name_keys) < _NAME_KEYS_MAX:
+                name_keys[name] = key
+        value = value.strip(" \t")
+        values = fields.get(key)
+        if values is None:
+            fields[key] = [value]
+        else:
+            values.append(value)
+    return True
+
+
+def _parse_header_lines(lines: list[str], fields: dict[str, list[str]]) -> str | None:
+    """The general header loop: folding, and the reason of the first bad line."""
+    key = None
+    error: str | None = None
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[0] in " \t":
+            if key is None:
+                error = error or "Continuation line before any header"
+                continue
+            values = fields[key]
+            values[-1] = (values[-1] + " " + line.strip(" \t")).strip(" \t")
+            continue
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not name or not _is_token(name):
+            error = error or "Malformed header line"
+            key = None
+            continue
+        key = name.lower()
+        key = COMPACT_FORMS.get(key, key)
+        value = value.strip(" \t")
+        values = fields.get(key)
+        if values is None:
+            fields[key] = [value]
+        else:
+            values.append(value)
+    return error
+
+
+def parse_head(head: str) -> Message:
+    """Parse a start line and header fields (no body) into a Request or Response.
+
+    Header field names are tokens; white space may precede the colon (``TO :``).
+    Continuation lines (folding) are joined with one space.
+    """
+    lines = _split_lines(head)
+    headers = Headers()
+    error: str | None = None
+    if not _fast_header_lines(lines, headers._fields):
+        headers._fields.clear()
+        error = _parse_header_lines(lines, headers._fields)
+    start = lines[0]
+    message: Message
+    if start[:4].upper() == "SIP/":
+        m = _STATUS_LINE_RE.match(start)
+        if not m:
+            raise ParseError("Malformed status line")
+        status = int(m.group(2))
+        message = Response(status, m.group(3) or "", headers)
+        if m.group(1).upper() != _VERSION:
+            raise ParseError("Version Not Supported", 505, message)
+        if not 100 <= status <= 699:
+            raise ParseError("Bad status code", 400, message)
+    else:
+        m = _REQUEST_LINE_RE.match(start)
+        if not m:
+            message = Request("", "", headers)
+            raise ParseError("Malformed Request-Line", 400, message)
+        message = Request(m.group(1), m.group(2), headers)
+        if m.group(3).upper() != _VERSION:
+            raise ParseError("Version Not Supported", 505, message)
+    if error:
+        raise ParseError(error, 400, message)
+    return message
+
+
+def _content_length(message: Message) -> int | None:
+    values = message.headers._fields.get("content-length")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ParseError("Multiple Content-Length headers", 400, message)
+    text = values[0].strip(" \t")
+    if text.startswith("-"):
+        raise ParseError("Negative Content-Length", 400, message)
+    if not text.isdigit():
+        raise ParseError("Bad Content-Length", 400, message)
+    return int(text)
+
+
+def _find_head_end(data: bytes, start: int = 0) -> tuple[int, int]:
+    """Index of the blank line ending the header section and of the body start.
+
+    CRLF CRLF is looked for first, so a bare-LF blank line is searched for only in
+    the header section, not through the whole body.
+    """
+    end = data.find(b"\r\n\r\n", start)
+    lf = data.find(b"\n\n", start, end if end >= 0 else len(data))
+    if lf >= 0:
+        return lf, lf + 2
+    if end >= 0:
+        return end, end + 4
+    return -1, -1
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def parse_datagram(data: bytes) -> Message | None:
+    """Frame and parse one datagram.  Returns None for keep-alives (only CR/LF/space).
+
+    Raises :class:`ParseError`; its ``message`` is set whenever a response can be
+    built, so the caller can answer malformed requests and drop malformed responses.
+    """
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise ParseError("Message Too Large", 513)
+    begin = 0
+    while data[begin : begin + 2] == b"\r\n" or data[begin : begin + 1] == b"\n":
+        begin += 2 if data[begin : begin + 1] == b"\r" else 1
+    if begin >= len(data) or not data[begin:].strip():
+        return None
+    head_end, body_start = _find_head_end(data, begin)
+    if head_end < 0:
+        head_end = body_start = len(data)
+    message = parse_head(_decode(data[begin:head_end]))
+    available = len(data) - body_start
+    length = _content_length(message)
+    if length is None:
+        length = available
+    elif length > available:
+        raise ParseError("Content-Length larger than message", 400, message)
+    message.body = data[body_start : body_start + length]
+    return message
+
+
+class StreamFramer:
+    """Cuts a byte stream into messages by Content-Length (RFC 3261 18.3).
+
+    :meth:`feed` returns messages, :data:`KEEPALIVE` markers and non-fatal
+    :class:`ParseError` items (a well-framed but malformed message, to be answered).
+    A fatal :class:`ParseError` (lost framing, oversize) is raised; the connection
+    must then be closed.  A missing Content-Length on a stream counts as 0.
+    """
+
+    def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
+        self.max_size = max_size
+        self._buffer = bytearray()
+        self._broken = False
+
+    def feed(self, data: bytes) -> list[Message | ParseError | _KeepAlive]:
+        if self._broken:
+            raise ParseError("Connection framing lost", 400, fatal=True)
+        buf = self._buffer
+        buf += data
+        out: list[Message | ParseError | _KeepAlive] = []
+        while buf:
+            # CRLFs before a start line are ignored (RFC 3261 7.5); two are a ping.
+            if buf[:1] in (b"\r", b"\n"):
+                if buf[:4] == b"\r\n\r\n":
+                    del buf[:4]
+                    out.append(KEEPALIVE)
+                    continue
+                if buf in (b"\r", b"\r\n", b"\r\n\r"):
+                    break  # maybe the start of a ping: wait for more
+                del buf[: 2 if buf[:2] == b"\r\n" else 1]
+                continue
+            head_end, body_start = _find_head_end(buf)
+            if head_end < 0:
+                if len(buf) > self.max_size:
+                    self._broken = True
+                    raise ParseError("Message Too Large", 513, fatal=True)
+                break
+            error: ParseError | None = None
+            try:
+                message = parse_head(_decode(bytes(buf[:head_end])))
+            except ParseError as exc:
+                if exc.message is None:
+                    self._broken = True
+                    exc.fatal = True
+                    raise
+                message, error = exc.message, exc
+            try:
+                length = _content_length(message) or 0
+            except ParseError as exc:
+                self._broken = True
+                exc.fatal = True
+                raise
+            if body_start + length > self.max_size:
+                self._broken = True
+                raise ParseError("Message Too Large", 513, message, fatal=True)
+            if len(buf) < body_start + length:
+                break
+            message.body = bytes(buf[body_start : body_start + length])
+            del buf[: body_start + length]
+            out.append(error if error is not None else message)
+        return out
+
+
+def validate(message: Message) -> None:
+    """Check the mandatory header fields of RFC 3261 8.1.1 / 8.2 and their scalars.
+
+    Raises :class:`ParseError` (400 with a specific reason phrase).  Max-Forwards may
+    be absent (RFC 2543 clients, RFC 4475 ``inv2543``); everything else is required.
+    """
+    try:
+        message.call_id
+        cseq = message.cseq
+        message.from_
+        message.to
+        message.top_via
+        message.max_forwards
+        message.expires
+        message.content_type
+        if isinstance(message, Request):
+            if cseq.method != message.method:
+                raise HeaderError("CSeq method does not match request method")
+            uri = message.request_uri
+            if isinstance(uri, SipURI) and uri.headers:
+                raise HeaderError("Request-URI carries headers")
+    except HeaderError as exc:
+        raise ParseError(str(exc), 400, message) from None
