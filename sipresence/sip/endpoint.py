@@ -1,0 +1,422 @@
+"""The sans-IO SIP endpoint: bytes and time in, bytes to send and the next deadline out.
+
+The endpoint owns the transaction layer.  The network adapter (``sipresence.net``)
+feeds it datagrams and framed stream messages with :meth:`Endpoint.receive_datagram`
+and :meth:`Endpoint.receive_stream`, sends what :meth:`Endpoint.transmissions`
+returns, and calls :meth:`Endpoint.handle_timer` at :meth:`Endpoint.get_timer`.  The
+transaction user (the presence agent) implements :class:`Application`: it gets each new
+request once, retransmissions never reach it, and it sends requests (NOTIFY) through
+:meth:`Endpoint.send_request`.
+
+Malformed input is answered, never raised: a request that fails the parser or the
+UAS checks gets its 4xx/5xx here, before the application sees it; a malformed
+response is dropped (RFC 4475); an exception in the application becomes a 500.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import re
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .headers import HeaderError, split_commas
+from .message import Message, Request, Response
+from .parser import KEEPALIVE, ParseError, parse_datagram, validate
+from .transaction import (
+    Deliver,
+    Effect,
+    Event,
+    Failed,
+    InviteServer,
+    NonInviteClient,
+    NonInviteServer,
+    Send,
+    State,
+    Timeout,
+    TimerConfig,
+    Transaction,
+)
+from .uas import check_request, make_response
+from .uri import format_host
+
+__all__ = ["Peer", "Transmit", "Application", "Endpoint", "EndpointStats"]
+
+log = logging.getLogger("sipresence.sip")
+
+MAGIC_COOKIE = "z9hG4bK"
+DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061, "WS": 80, "WSS": 443}
+_RPORT_RE = re.compile(r";[ \t]*rport(?=[ \t]*(?:[;=]|\Z))(?:[ \t]*=[ \t]*[0-9]*)?", re.I)
+_RECEIVED_RE = re.compile(r";[ \t]*received[ \t]*=[ \t]*[^;]*", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Where a message came from, or where one goes.
+
+    ``host`` is an IP address without brackets (or, for outgoing requests, a name the
+    network layer resolves).  ``connection`` names a stream connection that should be
+    used while it is open; ``local`` is the listener address the message came in on,
+    so that answers leave from the address the peer sent to.
+    """
+
+    transport: str
+    host: str
+    port: int
+    connection: int | None = None
+    local: tuple[str, int] | None = None
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "UDP"
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Bytes to send to a peer.  ``origin`` lets the network report a failure back."""
+
+    data: bytes
+    peer: Peer
+    origin: object = None
+
+
+class Application(Protocol):
+    """The transaction user, as the endpoint sees it."""
+
+    allowed_methods: tuple[str, ...]
+    supported: tuple[str, ...]
+
+    def handle_request(self, request: Request, peer: Peer, now: float) -> Response | None:
+        """Answer a new request (None only for ACK).  Raise HeaderError for a 400."""
+        ...
+
+
+@dataclass
+class EndpointStats:
+    """Counters the metrics endpoint exports; plain numbers, no Prometheus here."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    responses_sent: Counter[int] = field(default_factory=Counter)
+    responses_received: Counter[int] = field(default_factory=Counter)
+    malformed: Counter[str] = field(default_factory=Counter)
+    retransmissions_absorbed: int = 0
+    timeouts: int = 0
+    transport_errors: int = 0
+
+
+class _Entry:
+    """A live transaction with what the endpoint needs around it."""
+
+    __slots__ = ("tx", "peer", "scheduled", "merge_key", "callback", "request")
+
+    def __init__(self, tx: Transaction, peer: Peer, request: Request) -> None:
+        self.tx = tx
+        self.peer = peer
+        self.request = request
+        self.scheduled: float | None = None
+        self.merge_key: tuple[object, ...] | None = None
+        self.callback: Callable[[Response], None] | None = None
+
+
+class Endpoint:
+    """Transaction layer and UAS core for one application."""
+
+    def __init__(
+        self,
+        app: Application,
+        *,
+        timers: TimerConfig = TimerConfig(),
+        schemes: Iterable[str] = ("sip", "sips", "pres"),
+    ) -> None:
+        self.app = app
+        self.timers = timers
+        self.schemes = frozenset(schemes)
+        self.stats = EndpointStats()
+        self.listeners: dict[str, tuple[str, int]] = {}
+        self._server: dict[tuple[object, ...], _Entry] = {}
+        self._merge: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self._client: dict[tuple[str, str], _Entry] = {}
+        self._heap: list[tuple[float, int, _Entry]] = []
+        self._seq = itertools.count()
+        self._out: list[Transmit] = []
+
+    # -- the network side ------------------------------------------------------------
+    def add_listener(self, transport: str, host: str, port: int) -> None:
+        """Record a bound address; requests the endpoint sends put it in their Via."""
+        self.listeners.setdefault(transport.upper(), (host, port))
+
+    def transaction_count(self) -> int:
+        return len(self._server) + len(self._client)
+
+    def transmissions(self) -> list[Transmit]:
+        """Take the messages queued for sending."""
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline at which :meth:`handle_timer` must be called."""
+        return self._heap[0][0] if self._heap else None
+
+    def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
+        try:
+            message = parse_datagram(data)
+        except ParseError as exc:
+            self._malformed(exc, peer)
+            return
+        if message is not None:
+            self._receive(message, peer, now)
+
+    def receive_stream(self, item: object, peer: Peer, now: float) -> None:
+        """Take one item from a :class:`~sipresence.sip.parser.StreamFramer`."""
+        if item is KEEPALIVE:
+            self._out.append(Transmit(b"\r\n", peer))  # RFC 5626 pong
+        elif isinstance(item, ParseError):
+            self._malformed(item, peer)
+        elif isinstance(item, Message):
+            self._receive(item, peer, now)
+
+    def handle_timer(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, entry = heapq.heappop(heap)
+            entry.scheduled = None
+            self._apply(entry, entry.tx.handle_timers(now), now)
+
+    def transport_failed(self, transmit: Transmit, now: float) -> None:
+        """The network could not deliver *transmit* (RFC 3261 17.1.4, 17.2.4)."""
+        self.stats.transport_errors += 1
+        entry = transmit.origin
+        if isinstance(entry, _Entry) and not entry.tx.terminated:
+            self._apply(entry, entry.tx.handle(Event.TRANSPORT_ERROR, now), now)
+
+    # -- the application side --------------------------------------------------------
+    def send_request(
+        self,
+        request: Request,
+        peer: Peer,
+        now: float,
+        on_response: Callable[[Response], None],
+    ) -> None:
+        """Send a non-INVITE request in a new client transaction.
+
+        A Via with a fresh branch is put on top.  *on_response* gets the final
+        response exactly once: a real one, or a 408 made here when timer F fires, or
+        a 503 when the transport fails (RFC 3261 8.1.3.1).
+        """
+        branch = MAGIC_COOKIE + secrets.token_hex(10)
+        host, port = self.listeners.get(peer.transport) or self.listeners.get("UDP") or (
+            "127.0.0.1", 5060)
+        request.headers.prepend(
+            "Via", f"SIP/2.0/{peer.transport} {format_host(host)}:{port};branch={branch};rport")
+        request.forget("top-via")
+        key = (branch, request.method)
+        tx = NonInviteClient(key, peer.reliable, self.timers)
+        entry = _Entry(tx, peer, request)
+        entry.callback = on_response
+        self._client[key] = entry
+        self._apply(entry, tx.start(request.to_bytes(), now), now)
+
+    def respond(self, request: Request, response: Response, now: float) -> None:
+        """Send a (further) response to a request whose transaction is still alive."""
+        entry = self._server.get(self._server_key(request, request.method))
+        if entry is None:
+            raise KeyError("no server transaction for this request")
+        self._send_response(entry, response, now)
+
+    # -- inside ----------------------------------------------------------------------
+    def _malformed(self, exc: ParseError, peer: Peer) -> None:
+        self.stats.malformed[exc.reason] += 1
+        message = exc.message
+        if not isinstance(message, Request) or not message.method or message.method == "ACK":
+            log.debug("dropped malformed message from %s:%s: %s", peer.host, peer.port, exc.reason)
+            return
+        if not message.headers.get("via"):
+            return  # nothing to route an answer by
+        log.debug("answering %s %s to %s:%s", exc.status, exc.reason, peer.host, peer.port)
+        response = make_response(message, exc.status, exc.reason)
+        self._count_response(response.status)
+        self._out.append(Transmit(response.to_bytes(), self._answer_peer(message, peer)))
+
+    def _receive(self, message: Message, peer: Peer, now: float) -> None:
+        try:
+            validate(message)
+        except ParseError as exc:
+            self._malformed(exc, peer)
+            return
+        if isinstance(message, Response):
+            self._receive_response(message, now)
+        else:
+            assert isinstance(message, Request)
+            self._receive_request(message, peer, now)
+
+    def _receive_response(self, response: Response, now: float) -> None:
+        self.stats.responses_received[response.status] += 1
+        branch = response.top_via.branch or ""
+        entry = self._client.get((branch, response.cseq.method))
+        if entry is None:
+            log.debug("stray %s response dropped", response.status)
+            return
+        event = Event.PROVISIONAL_IN if response.status < 200 else Event.FINAL_IN
+        self._apply(entry, entry.tx.handle(event, now, response=response), now)
+
+    def _receive_request(self, request: Request, peer: Peer, now: float) -> None:
+        self._stamp_via(request, peer)
+        method = request.method
+        self.stats.requests[method] += 1
+        if method == "ACK":
+            entry = self._server.get(self._server_key(request, "INVITE"))
+            if entry is not None:
+                self._apply(entry, entry.tx.handle(Event.ACK, now), now)
+            return
+        key = self._server_key(request, method)
+        entry = self._server.get(key)
+        if entry is not None:
+            self.stats.retransmissions_absorbed += 1
+            self._apply(entry, entry.tx.handle(Event.REQUEST, now), now)
+            return
+        tx_class = InviteServer if method == "INVITE" else NonInviteServer
+        entry = _Entry(tx_class(key, peer.reliable, self.timers),
+                       self._answer_peer(request, peer), request)
+        self._server[key] = entry
+        response = self._first_response(entry, request, peer, now)
+        if response is not None:
+            self._send_response(entry, response, now)
+        elif method == "INVITE" and entry.tx.last is None:
+            self._send_response(entry, make_response(request, 100), now)
+
+    def _first_response(
+        self, entry: _Entry, request: Request, peer: Peer, now: float
+    ) -> Response | None:
+        """Run the UAS checks, then the application; turn its failures into answers."""
+        app = self.app
+        response = check_request(request, allowed=app.allowed_methods,
+                                 supported=app.supported, schemes=self.schemes)
+        if response is not None:
+            return response
+        if request.method == "CANCEL":
+            return self._cancel(request, now)
+        if request.to.tag is None:
+            # Merged requests (8.2.2.2): same From tag, Call-ID and CSeq, another branch.
+            merge_key = (request.from_.tag, request.call_id, request.cseq.number, request.method)
+            other = self._merge.get(merge_key)
+            if other is not None and other != entry.tx.key:
+                return make_response(request, 482)
+            self._merge[merge_key] = entry.tx.key
+            entry.merge_key = merge_key
+        try:
+            return app.handle_request(request, peer, now)
+        except HeaderError as exc:
+            return make_response(request, 400, str(exc))
+        except Exception:
+            log.exception("application failed on %s", request.method)
+            return make_response(request, 500)
+
+    def _cancel(self, request: Request, now: float) -> Response:
+        """RFC 3261 9.2: 200 to a CANCEL that matches an INVITE, 487 to that INVITE."""
+        invite = self._server.get(self._server_key(request, "INVITE"))
+        if invite is None:
+            return make_response(request, 481)
+        if invite.tx.state is State.PROCEEDING:
+            self._send_response(invite, make_response(invite.request, 487), now)
+        return make_response(request, 200)
+
+    def _send_response(self, entry: _Entry, response: Response, now: float) -> None:
+        status = response.status
+        event = (Event.PROVISIONAL_OUT if status < 200 else
+                 Event.SUCCESS_OUT if status < 300 else Event.FINAL_OUT)
+        self._count_response(status)
+        self._apply(entry, entry.tx.handle(event, now, response.to_bytes()), now)
+
+    def _count_response(self, status: int) -> None:
+        self.stats.responses_sent[status] += 1
+
+    def _apply(self, entry: _Entry, effects: list[Effect], now: float) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._out.append(Transmit(effect.data, entry.peer, entry))
+            elif isinstance(effect, Deliver):
+                self._finish_client(entry, effect.response)  # type: ignore[arg-type]
+            elif isinstance(effect, Timeout):
+                self.stats.timeouts += 1
+                self._finish_client(entry, make_response(entry.request, 408))
+            elif isinstance(effect, Failed):
+                self._finish_client(entry, make_response(entry.request, 503))
+        tx = entry.tx
+        if tx.terminated:
+            self._forget(entry)
+            return
+        deadline = tx.next_deadline()
+        if deadline is not None and (entry.scheduled is None or deadline < entry.scheduled):
+            entry.scheduled = deadline
+            heapq.heappush(self._heap, (deadline, next(self._seq), entry))
+
+    def _finish_client(self, entry: _Entry, response: Response) -> None:
+        callback, entry.callback = entry.callback, None
+        if callback is not None:
+            callback(response)
+
+    def _forget(self, entry: _Entry) -> None:
+        key = entry.tx.key
+        if isinstance(entry.tx, NonInviteClient):
+            self._client.pop(key, None)  # type: ignore[call-overload]
+        else:
+            self._server.pop(key, None)  # type: ignore[call-overload]
+            if entry.merge_key is not None and self._merge.get(entry.merge_key) == key:
+                del self._merge[entry.merge_key]
+
+    @staticmethod
+    def _server_key(request: Request, method: str) -> tuple[object, ...]:
+        """RFC 3261 17.2.3 matching; RFC 2543 rules when the branch lacks the cookie."""
+        via = request.top_via
+        branch = via.branch
+        if branch is not None and branch.startswith(MAGIC_COOKIE) and len(branch) > 7:
+            return (branch, via.host, via.port, method)
+        return ("2543", request.uri, request.from_.tag, request.call_id,
+                request.cseq.number, via.host, via.port, method)
+
+    @staticmethod
+    def _stamp_via(request: Request, peer: Peer) -> None:
+        """Add received and fill rport in the top Via (RFC 3261 18.2.1, RFC 3581)."""
+        via = request.top_via
+        wants_rport = "rport" in via.params
+        if not wants_rport and via.host.strip("[]") == peer.host:
+            return
+        values = request.headers._fields["via"]
+        elements = split_commas(values[0]) if "," in values[0] else [values[0]]
+        top = _RECEIVED_RE.sub("", elements[0])
+        if wants_rport:
+            top = _RPORT_RE.sub(f";rport={peer.port}", top, count=1)
+        elements[0] = f"{top};received={peer.host}"
+        values[0] = ", ".join(elements)
+        request.forget("top-via")
+        request.forget("vias")
+
+    @staticmethod
+    def _answer_peer(request: Request, peer: Peer) -> Peer:
+        """Where responses go (RFC 3261 18.2.2 with RFC 3581).
+
+        Streams answer on the connection the request came on.  Datagrams go to
+        ``maddr`` if given, else to the received address (the source, which
+        :meth:`_stamp_via` wrote) and the rport or sent-by port.
+        """
+        try:
+            via = request.top_via
+        except HeaderError:
+            return peer  # a malformed Via: the source address is all there is
+        if peer.reliable:
+            # The same connection; should it close, a new one to received:sent-by port.
+            port = via.port or DEFAULT_PORTS.get(peer.transport, 5060)
+            return Peer(peer.transport, peer.host, port, peer.connection, peer.local)
+        maddr = via.params.get("maddr")
+        if maddr:
+            return Peer("UDP", maddr.strip("[]"), via.port or 5060, None, peer.local)
+        host = via.received or via.host.strip("[]")
+        port = via.rport or via.port or DEFAULT_PORTS["UDP"]
+        if host == peer.host and port == peer.port:
+            return peer
+        return Peer("UDP", host, port, None, peer.local)

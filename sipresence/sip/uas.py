@@ -1,0 +1,84 @@
+"""User-agent-server rules of RFC 3261 section 8.2: checks and response construction."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+
+from .headers import HeaderError, parse_tokens
+from .message import Headers, Message, Request, Response
+
+__all__ = ["KNOWN_METHODS", "new_tag", "make_response", "check_request"]
+
+# Methods this agent recognises; an unrecognised one gets 501, a recognised one that the
+# application does not implement gets 405 (RFC 3261 8.2.1, 21.5.2).
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "MESSAGE", "INFO", "PRACK", "UPDATE", "REFER",
+})
+
+
+def new_tag() -> str:
+    """A To/From tag with 64 bits of randomness (RFC 3261 19.3 asks for at least 32)."""
+    return secrets.token_hex(8)
+
+
+def make_response(
+    request: Message,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """Build a response per RFC 3261 8.2.6: Via, From, To, Call-ID and CSeq copied as received.
+
+    The values are copied verbatim, even from a malformed request, so that the sender
+    can match the answer.  A To tag is added to every non-100 response whose request
+    had none: the given one, or a new random tag.
+    """
+    fields = request.headers._fields
+    out = Headers()
+    for key in ("via", "from", "to", "call-id", "cseq"):
+        values = fields.get(key)
+        if values:
+            out._fields[key] = list(values)
+    if status != 100 and "to" in out._fields:
+        try:
+            has_tag = request.to.tag is not None
+        except HeaderError:
+            has_tag = False
+        if not has_tag:
+            out._fields["to"] = [f"{out._fields['to'][0]};tag={to_tag or new_tag()}"]
+    for name, value in headers:
+        out.add(name, value)
+    return Response(status, reason, out, body)
+
+
+def check_request(
+    request: Request,
+    *,
+    allowed: Iterable[str],
+    supported: Iterable[str],
+    schemes: Iterable[str],
+) -> Response | None:
+    """Apply 8.2.1 (method) and 8.2.2 (URI scheme, Require); None when all pass.
+
+    The request must have passed :func:`sipresence.sip.parser.validate`.
+    """
+    allowed = tuple(allowed)
+    allow = ("Allow", ", ".join(allowed))
+    if request.method not in allowed:
+        status = 405 if request.method in KNOWN_METHODS else 501
+        return make_response(request, status, headers=[allow])
+    scheme = request.uri.partition(":")[0].lower()
+    if scheme not in schemes:
+        return make_response(request, 416)
+    if request.method not in ("ACK", "CANCEL"):
+        supported = frozenset(supported)
+        unknown = [tag for tag in parse_tokens(request.headers.get_all("require"))
+                   if tag not in supported]
+        if unknown:
+            return make_response(request, 420, headers=[("Unsupported", ", ".join(unknown))])
+    return None

@@ -1,0 +1,259 @@
+"""The sans-IO endpoint: UAS checks, transactions, Via routing, client transactions."""
+
+from __future__ import annotations
+
+from sipresence.sip.endpoint import Endpoint, Peer
+from sipresence.sip.message import Request, Response
+from sipresence.sip.parser import parse_datagram
+from sipresence.sip.uas import make_response
+
+CLIENT = Peer("UDP", "192.0.2.7", 5070, None, ("127.0.0.1", 5060))
+
+
+class App:
+    """Answers every request with 200 and remembers what it saw."""
+
+    allowed_methods = ("OPTIONS", "INVITE", "ACK", "CANCEL", "SUBSCRIBE", "PUBLISH", "NOTIFY")
+    supported = ("eventlist",)
+
+    def __init__(self, status: int = 200):
+        self.status = status
+        self.seen: list[Request] = []
+
+    def handle_request(self, request, peer, now):
+        self.seen.append(request)
+        return make_response(request, self.status)
+
+
+def request(method="OPTIONS", branch="z9hG4bK-1", *, via_host="192.0.2.7", via_port="5070",
+            rport=True, extra="", cseq=None, to_tag="", call_id="call-1", transport="UDP"):
+    rp = ";rport" if rport else ""
+    port = f":{via_port}" if via_port else ""
+    cseq = cseq or f"1 {method}"
+    return (f"{method} sip:alice@example.com SIP/2.0\r\n"
+            f"Via: SIP/2.0/{transport} {via_host}{port};branch={branch}{rp}\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:bob@example.com>;tag=from1\r\n"
+            f"To: <sip:alice@example.com>{to_tag}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {cseq}\r\n{extra}Content-Length: 0\r\n\r\n").encode()
+
+
+def answers(endpoint):
+    out = []
+    for t in endpoint.transmissions():
+        message = parse_datagram(t.data)
+        assert isinstance(message, Response)
+        out.append((message, t.peer))
+    return out
+
+
+def test_options_reaches_the_application_once_and_retransmissions_are_absorbed():
+    app = App()
+    ep = Endpoint(app)
+    ep.receive_datagram(request(), CLIENT, 0.0)
+    [(first, _)] = answers(ep)
+    ep.receive_datagram(request(), CLIENT, 0.3)
+    [(again, _)] = answers(ep)
+    assert len(app.seen) == 1
+    assert again.to.tag == first.to.tag and again.status == 200
+    assert ep.stats.retransmissions_absorbed == 1
+
+
+def test_rport_and_received_are_stamped_and_the_answer_goes_to_the_source():
+    ep = Endpoint(App())
+    peer = Peer("UDP", "198.51.100.9", 40000, None, ("127.0.0.1", 5060))
+    ep.receive_datagram(request(via_host="10.0.0.5", via_port="5060"), peer, 0.0)
+    [(response, to)] = answers(ep)
+    via = response.top_via
+    assert via.received == "198.51.100.9" and via.rport == 40000
+    assert (to.host, to.port) == ("198.51.100.9", 40000)
+
+
+def test_without_rport_the_answer_goes_to_received_and_the_sent_by_port():
+    ep = Endpoint(App())
+    peer = Peer("UDP", "198.51.100.9", 40000, None, ("127.0.0.1", 5060))
+    ep.receive_datagram(request(via_host="10.0.0.5", via_port="5062", rport=False), peer, 0.0)
+    [(response, to)] = answers(ep)
+    assert response.top_via.received == "198.51.100.9"
+    assert (to.host, to.port) == ("198.51.100.9", 5062)
+
+
+def test_maddr_wins_for_datagrams():
+    ep = Endpoint(App())
+    data = request(rport=False).replace(b";branch=", b";maddr=239.1.1.1;branch=")
+    ep.receive_datagram(data, CLIENT, 0.0)
+    [(_, to)] = answers(ep)
+    assert (to.host, to.port) == ("239.1.1.1", 5070)
+
+
+def test_streams_answer_on_the_same_connection():
+    ep = Endpoint(App())
+    peer = Peer("TCP", "192.0.2.7", 51000, 17, ("127.0.0.1", 5060))
+    ep.receive_datagram(request(transport="TCP"), peer, 0.0)  # framing aside, same path
+    [(_, to)] = answers(ep)
+    assert to.connection == 17 and to.transport == "TCP"
+    assert (to.host, to.port) == ("192.0.2.7", 5070)  # if it closes: received + sent-by port
+
+
+def test_unknown_method_gets_501_and_known_unimplemented_gets_405_both_with_allow():
+    ep = Endpoint(App())
+    ep.receive_datagram(request("FOOBAR", cseq="1 FOOBAR"), CLIENT, 0.0)
+    ep.receive_datagram(request("REGISTER", "z9hG4bK-2", cseq="2 REGISTER"), CLIENT, 0.0)
+    (r501, _), (r405, _) = answers(ep)
+    assert r501.status == 501 and r405.status == 405
+    assert r501.headers.get("Allow") == r405.headers.get("Allow") == ", ".join(
+        App.allowed_methods)
+
+
+def test_require_with_unknown_options_gets_420_listing_them():
+    ep = Endpoint(App())
+    ep.receive_datagram(request(extra="Require: eventlist, foo\r\nRequire: bar\r\n"), CLIENT, 0)
+    [(response, _)] = answers(ep)
+    assert response.status == 420
+    assert response.headers.get("Unsupported") == "foo, bar"
+
+
+def test_unknown_uri_scheme_gets_416():
+    ep = Endpoint(App())
+    ep.receive_datagram(request().replace(b"OPTIONS sip:alice@example.com",
+                                          b"OPTIONS isbn:2983792873"), CLIENT, 0.0)
+    [(response, _)] = answers(ep)
+    assert response.status == 416
+
+
+def test_merged_request_gets_482():
+    app = App()
+    ep = Endpoint(app)
+    ep.receive_datagram(request("SUBSCRIBE", "z9hG4bK-a", cseq="1 SUBSCRIBE"), CLIENT, 0.0)
+    ep.receive_datagram(request("SUBSCRIBE", "z9hG4bK-b", cseq="1 SUBSCRIBE"), CLIENT, 0.1)
+    (first, _), (second, _) = answers(ep)
+    assert (first.status, second.status) == (200, 482)
+    assert len(app.seen) == 1
+
+
+def test_malformed_request_gets_400_with_reason_and_never_reaches_the_application():
+    app = App()
+    ep = Endpoint(app)
+    ep.receive_datagram(request().replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE"), CLIENT, 0.0)
+    [(response, _)] = answers(ep)
+    assert (response.status, response.reason) == (400, "CSeq method does not match request method")
+    assert app.seen == []
+
+
+def test_malformed_response_is_dropped():
+    ep = Endpoint(App())
+    ep.receive_datagram(b"SIP/2.0 4294967301 better not break the receiver\r\n"
+                        b"Via: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK-x\r\n\r\n", CLIENT, 0.0)
+    assert ep.transmissions() == []
+
+
+def test_application_errors_become_500_and_header_errors_400():
+    class Broken(App):
+        def handle_request(self, request, peer, now):
+            if request.method == "PUBLISH":
+                request.headers.set("Expires", "abc")
+                request.forget("expires")
+                request.expires  # raises HeaderError: a 400 for the client
+            raise RuntimeError("bug")
+
+    ep = Endpoint(Broken())
+    ep.receive_datagram(request("PUBLISH", cseq="1 PUBLISH"), CLIENT, 0.0)
+    ep.receive_datagram(request("OPTIONS", "z9hG4bK-2"), CLIENT, 0.0)
+    (bad, _), (bug, _) = answers(ep)
+    assert (bad.status, bad.reason) == (400, "Bad Expires")
+    assert bug.status == 500
+
+
+def test_invite_error_is_retransmitted_until_ack_and_ack_is_absorbed():
+    app = App(status=486)
+    ep = Endpoint(app)
+    ep.receive_datagram(request("INVITE", cseq="1 INVITE"), CLIENT, 0.0)
+    [(busy, _)] = answers(ep)
+    assert busy.status == 486
+    assert ep.get_timer() == 0.5  # timer G
+    ep.handle_timer(0.5)
+    [(again, _)] = answers(ep)
+    assert again.status == 486
+    ack = request("ACK", cseq="1 ACK", to_tag=f";tag={busy.to.tag}")
+    ep.receive_datagram(ack, CLIENT, 0.7)
+    assert ep.transmissions() == []
+    ep.handle_timer(1.5)  # G would have fired here
+    assert ep.transmissions() == []
+    assert [r.method for r in app.seen] == ["INVITE"]  # the ACK stayed in the transaction
+    ep.handle_timer(0.7 + 5.0)  # timer I
+    assert ep.transaction_count() == 0
+
+
+def test_cancel_of_an_answered_invite_gets_200_and_of_an_unknown_one_481():
+    ep = Endpoint(App(status=480))
+    ep.receive_datagram(request("INVITE", cseq="1 INVITE"), CLIENT, 0.0)
+    answers(ep)
+    ep.receive_datagram(request("CANCEL", cseq="1 CANCEL"), CLIENT, 0.1)
+    ep.receive_datagram(request("CANCEL", "z9hG4bK-other", cseq="1 CANCEL"), CLIENT, 0.1)
+    (ok, _), (unknown, _) = answers(ep)
+    assert (ok.status, unknown.status) == (200, 481)
+
+
+def notify(call_id="n-1"):
+    return Request("NOTIFY", "sip:bob@192.0.2.7:5070", None, b"")
+
+
+def make_notify():
+    req = notify()
+    req.headers.add("Max-Forwards", "70")
+    req.headers.add("From", "<sip:alice@example.com>;tag=srv")
+    req.headers.add("To", "<sip:bob@example.com>;tag=from1")
+    req.headers.add("Call-ID", "sub-1")
+    req.headers.add("CSeq", "7 NOTIFY")
+    return req
+
+
+def test_client_transaction_retransmits_and_reports_408_when_timer_f_fires():
+    ep = Endpoint(App())
+    ep.add_listener("UDP", "127.0.0.1", 5060)
+    got = []
+    ep.send_request(make_notify(), CLIENT, 0.0, got.append)
+    [sent] = ep.transmissions()
+    first = parse_datagram(sent.data)
+    assert first.top_via.branch.startswith("z9hG4bK") and first.top_via.host == "127.0.0.1"
+    now = 0.0
+    count = 1
+    while (deadline := ep.get_timer()) is not None:
+        now = deadline
+        ep.handle_timer(now)
+        count += len(ep.transmissions())
+    assert count == 11 and now == 32.0
+    assert [r.status for r in got] == [408]
+
+
+def test_client_transaction_delivers_the_response_once():
+    ep = Endpoint(App())
+    got = []
+    ep.send_request(make_notify(), CLIENT, 0.0, got.append)
+    [sent] = ep.transmissions()
+    req = parse_datagram(sent.data)
+    ok = make_response(req, 200).to_bytes()
+    ep.receive_datagram(ok, CLIENT, 0.1)
+    ep.receive_datagram(ok, CLIENT, 0.2)  # a retransmitted 200 is absorbed
+    assert [r.status for r in got] == [200]
+    assert ep.transmissions() == []
+
+
+def test_transport_failure_reports_503():
+    ep = Endpoint(App())
+    got = []
+    ep.send_request(make_notify(), Peer("TCP", "192.0.2.7", 5070), 0.0, got.append)
+    [sent] = ep.transmissions()
+    ep.transport_failed(sent, 0.1)
+    assert [r.status for r in got] == [503]
+    assert ep.transaction_count() == 0
+
+
+def test_stream_keepalive_gets_a_pong():
+    from sipresence.sip.parser import KEEPALIVE
+
+    ep = Endpoint(App())
+    peer = Peer("TCP", "192.0.2.7", 51000, 3)
+    ep.receive_stream(KEEPALIVE, peer, 0.0)
+    [pong] = ep.transmissions()
+    assert pong.data == b"\r\n" and pong.peer == peer
