@@ -1,0 +1,56 @@
+"""Prometheus metrics read from the core's plain counters at scrape time.
+
+The sans-IO core counts with ints and Counters (no Prometheus objects on the hot
+path); this collector turns them into metric families only when ``/metrics`` is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..sip.endpoint import Endpoint
+
+__all__ = ["SipCollector"]
+
+
+class SipCollector(Collector):
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.endpoint.stats
+        requests = CounterMetricFamily(
+            "sipresence_sip_requests", "SIP requests received, retransmissions included",
+            labels=["method"])
+        for method, count in sorted(stats.requests.items()):
+            requests.add_metric([method], count)
+        yield requests
+        sent = CounterMetricFamily("sipresence_sip_responses_sent", "SIP responses sent",
+                                   labels=["status"])
+        for status, count in sorted(stats.responses_sent.items()):
+            sent.add_metric([str(status)], count)
+        yield sent
+        received = CounterMetricFamily(
+            "sipresence_sip_responses_received", "SIP responses received", labels=["status"])
+        for status, count in sorted(stats.responses_received.items()):
+            received.add_metric([str(status)], count)
+        yield received
+        malformed = CounterMetricFamily(
+            "sipresence_sip_malformed", "Malformed SIP messages, by reason", labels=["reason"])
+        for reason, count in sorted(stats.malformed.items()):
+            malformed.add_metric([reason], count)
+        yield malformed
+        yield CounterMetricFamily("sipresence_sip_retransmissions_absorbed",
+                                  "Request retransmissions answered by the transaction layer",
+                                  value=stats.retransmissions_absorbed)
+        yield CounterMetricFamily("sipresence_sip_transaction_timeouts",
+                                  "Client or INVITE server transactions that timed out",
+                                  value=stats.timeouts)
+        yield CounterMetricFamily("sipresence_sip_transport_errors",
+                                  "Messages the network could not deliver",
+                                  value=stats.transport_errors)
+        yield GaugeMetricFamily("sipresence_sip_transactions", "Live SIP transactions",
+                                value=self.endpoint.transaction_count())

@@ -1,0 +1,206 @@
+"""Service wiring: builds the agent from a Config and runs it on the reactor.
+
+The asyncio reactor is installed first (DESIGN.md: same datagram cost as the default
+reactor, and asyncio-native libraries can share the loop).  Logging goes through
+twisted.logger, as text or one JSON object per line; the sans-IO core logs with the
+standard ``logging`` module, forwarded here into the same observers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+from .config import Config
+
+__all__ = ["run"]
+
+
+def install_reactor() -> Any:
+    """Install the asyncio reactor unless a reactor is already installed."""
+    if "twisted.internet.reactor" not in sys.modules:
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install(asyncio.new_event_loop())
+    from twisted.internet import reactor
+
+    return reactor
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def setup_logging(fmt: str, level: str, stream: IO[str]) -> None:
+    """Send twisted.logger events (and stdlib ``logging`` records) to *stream*."""
+    from twisted.logger import (
+        FilteringLogObserver,
+        ILogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        formatEvent,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+    from zope.interface import provider
+
+    if fmt == "json":
+        @provider(ILogObserver)
+        def observer(event: dict[str, Any]) -> None:
+            record = {"time": event.get("log_time"),
+                      "level": event["log_level"].name if "log_level" in event else "info",
+                      "namespace": event.get("log_namespace"),
+                      "message": formatEvent(event)}
+            failure = event.get("log_failure")
+            if failure is not None:
+                record["traceback"] = failure.getTraceback()
+            stream.write(json.dumps(record, default=str) + "\n")
+            stream.flush()
+    else:
+        observer = textFileLogObserver(stream)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(observer, [predicate])],
+                                     redirectStandardIO=False)
+
+    class ToTwisted(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            from twisted.logger import Logger
+
+            levels = {logging.DEBUG: LogLevel.debug, logging.INFO: LogLevel.info,
+                      logging.WARNING: LogLevel.warn}
+            Logger(namespace=record.name).emit(
+                levels.get(record.levelno, LogLevel.error), "{message}",
+                message=self.format(record))
+
+    root = logging.getLogger("sipresence")
+    root.handlers[:] = [ToTwisted()]
+    root.setLevel(_LEVELS[level])
+    root.propagate = False
+
+
+def run(config: Config) -> int:
+    """Run the agent until SIGTERM/SIGINT; returns the process exit status."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    reactor = install_reactor()
+    setup_logging(config.log_format, config.log_level, sys.stdout)
+
+    from twisted.internet.error import CannotListenError
+    from twisted.logger import Logger
+
+    log = Logger(namespace="sipresence")
+    services = build_services(config, reactor)
+    status = {"code": 0}
+
+    def start() -> None:
+        try:
+            services.startService()
+        except (CannotListenError, OSError) as exc:
+            log.error("cannot listen: {error}", error=exc)
+            status["code"] = 2
+            reactor.stop()
+            return
+        addresses = " ".join(s.address() for s in services if isinstance(s, ListenerService))
+        log.info("sipresence {version} ready: {addresses}", version=__version__,
+                 addresses=addresses)
+
+    def stop() -> Any:
+        return services.stopService() if services.running else None
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    reactor.run()
+    if status["code"] == 0:
+        log.info("sipresence stopped")
+    return status["code"]
+
+
+def build_services(config: Config, reactor: Any) -> Any:
+    """The agent as a MultiService: the SIP core, then one service per listener."""
+    from prometheus_client import CollectorRegistry
+    from twisted.application.service import MultiService
+
+    from .api.http import build_site
+    from .api.metrics import SipCollector
+    from .net.driver import Driver
+    from .net.tcp import listen_tcp
+    from .net.udp import listen_udp
+    from .presence.agent import Agent
+    from .sip.endpoint import Endpoint
+
+    if config.db != ":memory:":
+        Path(config.db).parent.mkdir(parents=True, exist_ok=True)
+    agent = Agent(domains=config.domains, user_agent=f"sipresence/{__version__}")
+    endpoint = Endpoint(agent, timers=config.timers)
+    driver = Driver(reactor, endpoint)
+    registry = CollectorRegistry()
+    registry.register(SipCollector(endpoint))
+
+    services = MultiService()
+    DriverService(driver).setServiceParent(services)
+    for address in config.listen:
+        if address.transport == "udp":
+            listen = partial(listen_udp, reactor, driver, address.host, address.port)
+        elif address.transport == "tcp":
+            listen = partial(listen_tcp, reactor, driver, address.host, address.port,
+                             config.tcp_idle_timeout)
+        else:
+            from .net.tls import listen_tls
+
+            listen = partial(listen_tls, reactor, driver, address.host, address.port,
+                             config.tcp_idle_timeout, config.tls_certificate, config.tls_key)
+        ListenerService(address.transport, listen).setServiceParent(services)
+    if config.http is not None:
+        host, port = config.http
+        ListenerService("http", partial(reactor.listenTCP, port, build_site(registry),
+                                        interface=host)).setServiceParent(services)
+    return services
+
+
+def _service_base() -> Any:
+    from twisted.application.service import Service
+
+    return Service
+
+
+class ListenerService(_service_base()):  # type: ignore[misc]
+    """One bound address; binding happens in startService so errors stop start-up."""
+
+    def __init__(self, label: str, listen: Callable[[], Any]) -> None:
+        self.label = label
+        self.listen = listen
+        self.port: Any = None
+
+    def startService(self) -> None:
+        self.port = self.listen()
+        super().startService()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None
+
+    def address(self) -> str:
+        host = self.port.getHost()
+        shown = f"[{host.host}]" if ":" in host.host else host.host
+        return f"{self.label}:{shown}:{host.port}"
+
+
+class DriverService(_service_base()):  # type: ignore[misc]
+    """Stops the driver's timer and closes stream connections at shutdown."""
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.driver.stop()
+        for connection in list(self.driver.connections.values()):
+            connection.transport.loseConnection()

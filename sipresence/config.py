@@ -1,0 +1,166 @@
+"""Configuration: a TOML file (``--config``) read into dataclasses, flags on top.
+
+Every setting has a default that makes ``sipresence serve`` work on a fresh machine:
+UDP and TCP on 127.0.0.1:5060, HTTP on 127.0.0.1:8080, data in
+``./var/sipresence.sqlite3``, any domain.  Unknown keys in the file are errors, so a
+misspelt setting is reported instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .sip.transaction import TimerConfig
+
+__all__ = ["ConfigError", "ListenAddress", "Config", "parse_listen", "parse_hostport", "load"]
+
+TRANSPORTS = ("udp", "tcp", "tls")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+def parse_hostport(text: str, what: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` or ``[IPV6]:PORT``; port 0 asks the system for a free one."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{what}: expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def parse_listen(text: str) -> ListenAddress:
+    """Parse ``udp:HOST:PORT``, ``tcp:HOST:PORT`` or ``tls:HOST:PORT``."""
+    transport, sep, rest = text.partition(":")
+    if not sep or transport.lower() not in TRANSPORTS:
+        raise ConfigError(f"listen: expected udp:, tcp: or tls:HOST:PORT, got {text!r}")
+    host, port = parse_hostport(rest, "listen")
+    return ListenAddress(transport.lower(), host, port)
+
+
+def _default_listen() -> list[ListenAddress]:
+    return [ListenAddress("udp", "127.0.0.1", 5060), ListenAddress("tcp", "127.0.0.1", 5060)]
+
+
+@dataclass
+class Config:
+    listen: list[ListenAddress] = field(default_factory=_default_listen)
+    http: tuple[str, int] | None = ("127.0.0.1", 8080)
+    db: str = "var/sipresence.sqlite3"
+    domains: list[str] = field(default_factory=list)
+    log_format: str = "text"
+    log_level: str = "info"
+    tcp_idle_timeout: float = 300.0
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    tls_certificate: str | None = None
+    tls_key: str | None = None
+
+    def check(self) -> None:
+        if not self.listen:
+            raise ConfigError("listen: at least one address is needed")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        if self.tcp_idle_timeout <= 0:
+            raise ConfigError("sip.tcp_idle_timeout must be positive")
+        if any(a.transport == "tls" for a in self.listen) and not (
+                self.tls_certificate and self.tls_key):
+            raise ConfigError("a tls: listener needs tls.certificate and tls.key")
+
+
+# The file layout: section -> key -> (Config attribute, converter).
+def _timer(name: str) -> Any:
+    return lambda config, value: _set_timer(config, name, value)
+
+
+def _set_timer(config: Config, name: str, value: Any) -> None:
+    if not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"sip.{name} must be a positive number of seconds")
+    values = {f.name: getattr(config.timers, f.name) for f in fields(TimerConfig)}
+    values[name] = float(value)
+    config.timers = TimerConfig(**values)
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{what} must be a list of strings")
+    return value
+
+
+def _string(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a string")
+    return value
+
+
+_SCHEMA: dict[str, dict[str, Any]] = {
+    "server": {
+        "listen": lambda c, v: setattr(c, "listen",
+                                       [parse_listen(x) for x in _strings(v, "server.listen")]),
+        "domains": lambda c, v: setattr(c, "domains", _strings(v, "server.domains")),
+    },
+    "http": {
+        "listen": lambda c, v: setattr(
+            c, "http", None if v in ("", "off") else parse_hostport(_string(v, "http.listen"),
+                                                                    "http.listen")),
+    },
+    "store": {"path": lambda c, v: setattr(c, "db", _string(v, "store.path"))},
+    "log": {
+        "format": lambda c, v: setattr(c, "log_format", _string(v, "log.format")),
+        "level": lambda c, v: setattr(c, "log_level", _string(v, "log.level")),
+    },
+    "sip": {
+        "t1": _timer("t1"),
+        "t2": _timer("t2"),
+        "t4": _timer("t4"),
+        "tcp_idle_timeout": lambda c, v: setattr(c, "tcp_idle_timeout", float(v)),
+    },
+    "tls": {
+        "certificate": lambda c, v: setattr(c, "tls_certificate", _string(v, "tls.certificate")),
+        "key": lambda c, v: setattr(c, "tls_key", _string(v, "tls.key")),
+    },
+}
+
+
+def load(path: str | Path | None, config: Config | None = None) -> Config:
+    """Read a TOML file into a Config (defaults for what it does not set)."""
+    config = config or Config()
+    if path is None:
+        return config
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    for section, values in data.items():
+        setters = _SCHEMA.get(section)
+        if setters is None or not isinstance(values, dict):
+            raise ConfigError(f"{path}: unknown section [{section}]")
+        for key, value in values.items():
+            setter = setters.get(key)
+            if setter is None:
+                raise ConfigError(f"{path}: unknown setting {section}.{key}")
+            setter(config, value)
+    return config

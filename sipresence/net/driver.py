@@ -1,0 +1,199 @@
+"""Runs the sans-IO endpoint and application on the Twisted reactor.
+
+The driver is the only place where SIP meets sockets and the clock: listeners hand
+it bytes, it passes them with ``reactor.seconds()`` to the endpoint, sends what comes
+out, and keeps one ``callLater`` armed at the earliest deadline of the endpoint and
+the application.  Outgoing stream messages reuse the connection a peer came on and
+otherwise open one (RFC 3261 18.2.2: a response whose connection is gone goes to
+the received address on a new connection).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from functools import lru_cache
+from typing import TYPE_CHECKING, Protocol
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..sip.endpoint import Endpoint, Peer, Transmit
+
+if TYPE_CHECKING:
+    from .tcp import SipStreamProtocol
+    from .udp import SipDatagramProtocol
+
+log = Logger(namespace="sipresence.net")
+
+
+@lru_cache(maxsize=4096)
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class Timed(Protocol):
+    """Something with sans-IO deadlines: the endpoint, the presence agent."""
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+
+class Driver:
+    """Glue between Twisted transports and one :class:`Endpoint`."""
+
+    def __init__(self, reactor: IReactorTime, endpoint: Endpoint, *timed: Timed) -> None:
+        self.reactor = reactor
+        self.endpoint = endpoint
+        self._timed: tuple[Timed, ...] = (endpoint, *timed)
+        self._call: IDelayedCall | None = None
+        self._deadline: float | None = None
+        self.udp: list[SipDatagramProtocol] = []
+        self.connections: dict[int, SipStreamProtocol] = {}
+        # Outgoing connections per transport name ("TCP", "TLS"), set by the listeners.
+        self.connectors: dict[str, Callable[[Peer], defer.Deferred[SipStreamProtocol]]] = {}
+        self._connecting: dict[tuple[str, str, int], list[defer.Deferred[SipStreamProtocol]]] = {}
+        self._next_connection = 1
+
+    def now(self) -> float:
+        return self.reactor.seconds()
+
+    # -- input -----------------------------------------------------------------------
+    def datagram(self, data: bytes, peer: Peer) -> None:
+        try:
+            self.endpoint.receive_datagram(data, peer, self.now())
+        except Exception:
+            # The core answers malformed input itself; reaching here is a bug in it.
+            # Drop the message and keep serving everyone else.
+            log.failure("dropped a datagram from {host}:{port}", host=peer.host, port=peer.port)
+        self.flush()
+
+    def stream_items(self, items: list[object], peer: Peer) -> None:
+        now = self.now()
+        for item in items:
+            try:
+                self.endpoint.receive_stream(item, peer, now)
+            except Exception:
+                log.failure("dropped a message from {host}:{port}", host=peer.host,
+                            port=peer.port)
+        self.flush()
+
+    def register_connection(self, protocol: SipStreamProtocol) -> int:
+        number = self._next_connection
+        self._next_connection += 1
+        self.connections[number] = protocol
+        return number
+
+    def unregister_connection(self, number: int) -> None:
+        self.connections.pop(number, None)
+
+    # -- output ----------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send everything queued and re-arm the timer; call after every input."""
+        for transmit in self.endpoint.transmissions():
+            self._send(transmit)
+        self._arm()
+
+    def _send(self, transmit: Transmit) -> None:
+        peer = transmit.peer
+        if not _is_ip(peer.host):
+            # A name from a Contact or Route: resolve, then send to the address.
+            self.reactor.resolve(peer.host).addCallbacks(  # type: ignore[attr-defined]
+                lambda ip: self._send(replace(transmit, peer=replace(peer, host=ip))),
+                lambda failure: self._failed(transmit, failure))
+            return
+        if peer.transport == "UDP":
+            listener = self._udp_listener(peer)
+            if listener is None or not listener.send(transmit.data, peer.host, peer.port):
+                self._failed(transmit)
+            return
+        connection = self.connections.get(peer.connection) if peer.connection else None
+        if connection is not None and connection.connected:
+            connection.transport.write(transmit.data)
+            return
+        self._connection_to(peer).addCallbacks(
+            lambda proto: proto.transport.write(transmit.data),
+            lambda failure: self._failed(transmit, failure))
+
+    def _connection_to(self, peer: Peer) -> defer.Deferred[SipStreamProtocol]:
+        """An open connection to the peer's address: an existing one, or a new one.
+
+        Messages sent while a connection is being opened share that attempt.
+        """
+        address = (peer.transport, peer.host, peer.port)
+        for protocol in self.connections.values():
+            p = protocol.peer
+            if p is not None and (p.transport, p.host, p.port) == address and protocol.connected:
+                return defer.succeed(protocol)
+        result: defer.Deferred[SipStreamProtocol] = defer.Deferred()
+        waiters = self._connecting.get(address)
+        if waiters is not None:
+            waiters.append(result)
+            return result
+        connect = self.connectors.get(peer.transport)
+        if connect is None:
+            return defer.fail(RuntimeError(f"no {peer.transport} transport"))
+        waiters = self._connecting[address] = [result]
+
+        def finish(outcome: object) -> None:
+            del self._connecting[address]
+            for waiter in waiters:
+                if isinstance(outcome, Failure):
+                    waiter.errback(outcome)
+                else:
+                    waiter.callback(outcome)
+
+        connect(peer).addBoth(finish)
+        return result
+
+    def _failed(self, transmit: Transmit, failure: object = None) -> None:
+        log.debug("could not send to {host}:{port}: {why}", host=transmit.peer.host,
+                  port=transmit.peer.port, why=failure)
+        self.endpoint.transport_failed(transmit, self.now())
+        self.flush()
+
+    def _udp_listener(self, peer: Peer) -> SipDatagramProtocol | None:
+        """The socket a datagram leaves from: the one it came in on, else one of its family."""
+        family = socket.AF_INET6 if ":" in peer.host else socket.AF_INET
+        fallback = None
+        for listener in self.udp:
+            if peer.local is not None and listener.local == peer.local:
+                return listener
+            if fallback is None and listener.family == family:
+                fallback = listener
+        return fallback
+
+    # -- time ------------------------------------------------------------------------
+    def _arm(self) -> None:
+        deadlines = [d for d in (t.get_timer() for t in self._timed) if d is not None]
+        deadline = min(deadlines) if deadlines else None
+        if deadline == self._deadline and (self._call is None or self._call.active()):
+            return
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self._deadline = deadline
+        if deadline is not None:
+            self._call = self.reactor.callLater(max(0.0, deadline - self.now()), self._fire)
+
+    def _fire(self) -> None:
+        self._call = None
+        self._deadline = None
+        now = self.now()
+        for timed in self._timed:
+            timed.handle_timer(now)
+        self.flush()
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None

@@ -1,0 +1,55 @@
+"""SIP over UDP: one Twisted datagram protocol per bound address."""
+
+from __future__ import annotations
+
+import socket
+
+from twisted.internet.interfaces import IReactorUDP
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from ..sip.endpoint import Peer
+from .driver import Driver
+
+log = Logger(namespace="sipresence.net.udp")
+
+
+class SipDatagramProtocol(DatagramProtocol):
+    """Feeds datagrams to the driver and sends its datagrams from the same socket."""
+
+    noisy = False
+
+    def __init__(self, driver: Driver, host: str) -> None:
+        self.driver = driver
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.local: tuple[str, int] | None = None
+
+    def startProtocol(self) -> None:
+        address = self.transport.getHost()
+        self.local = (address.host, address.port)
+        self.driver.udp.append(self)
+        self.driver.endpoint.add_listener("UDP", address.host, address.port)
+
+    def stopProtocol(self) -> None:
+        if self in self.driver.udp:
+            self.driver.udp.remove(self)
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        self.driver.datagram(data, Peer("UDP", addr[0], addr[1], None, self.local))
+
+    def send(self, data: bytes, host: str, port: int) -> bool:
+        """Send one datagram; False when the kernel refuses it at once."""
+        if self.transport is None:
+            return False
+        try:
+            self.transport.write(data, (host, port))
+        except OSError as exc:
+            log.debug("UDP send to {host}:{port} failed: {exc}", host=host, port=port, exc=exc)
+            return False
+        return True
+
+
+def listen_udp(reactor: IReactorUDP, driver: Driver, host: str, port: int):  # type: ignore[no-untyped-def]
+    """Bind a UDP listener; returns the Twisted port (``getHost()`` tells the real port)."""
+    return reactor.listenUDP(port, SipDatagramProtocol(driver, host), interface=host,
+                             maxPacketSize=65535)
