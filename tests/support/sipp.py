@@ -1,0 +1,46 @@
+"""Run SIPp scenarios from ``sipp/`` against the agent and read its statistics."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "sipp"
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    successful: int
+    failed: int
+    output: str
+    stats: dict[str, str]
+
+
+def sipp_available() -> bool:
+    return shutil.which("sipp") is not None
+
+
+def run_sipp(scenario: str, target: tuple[str, int], tmp_path: Path, *, calls: int,
+             rate: int = 100, transport: str = "u1", timeout: float = 60.0,
+             extra: tuple[str, ...] = ()) -> SippResult:
+    """Run *scenario* for *calls* calls; SIPp's exit status 0 means all succeeded."""
+    host, port = target
+    stats_file = tmp_path / f"{Path(scenario).stem}_stats.csv"
+    cmd = ["sipp", "-sf", str(SCENARIOS / scenario), "-m", str(calls), "-r", str(rate),
+           "-t", transport, "-i", host, "-p", "0", "-timeout", f"{int(timeout)}s",
+           "-timeout_error", "-nostdin", "-trace_stat", "-stf",
+           str(stats_file), "-max_recv_loops", "1000", *extra, f"{host}:{port}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30,
+                          cwd=tmp_path)
+    stats: dict[str, str] = {}
+    if stats_file.exists():
+        rows = list(csv.reader(stats_file.open(), delimiter=";"))
+        if len(rows) >= 2:
+            stats = dict(zip(rows[0], rows[-1], strict=False))
+    return SippResult(proc.returncode, int(stats.get("SuccessfulCall(C)", 0) or 0),
+                      int(stats.get("FailedCall(C)", 0) or 0),
+                      proc.stdout + proc.stderr, stats)
