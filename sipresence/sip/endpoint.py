@@ -50,6 +50,7 @@ __all__ = ["Peer", "Transmit", "Application", "Endpoint", "EndpointStats"]
 log = logging.getLogger("sipresence.sip")
 
 MAGIC_COOKIE = "z9hG4bK"
+DEFAULT_TIMERS = TimerConfig()
 DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061, "WS": 80, "WSS": 443}
 _RPORT_RE = re.compile(r";[ \t]*rport(?=[ \t]*(?:[;=]|\Z))(?:[ \t]*=[ \t]*[0-9]*)?", re.I)
 _RECEIVED_RE = re.compile(r";[ \t]*received[ \t]*=[ \t]*[^;]*", re.I)
@@ -88,8 +89,11 @@ class Transmit:
 class Application(Protocol):
     """The transaction user, as the endpoint sees it."""
 
-    allowed_methods: tuple[str, ...]
-    supported: tuple[str, ...]
+    @property
+    def allowed_methods(self) -> tuple[str, ...]: ...
+
+    @property
+    def supported(self) -> tuple[str, ...]: ...
 
     def handle_request(self, request: Request, peer: Peer, now: float) -> Response | None:
         """Answer a new request (None only for ACK).  Raise HeaderError for a 400."""
@@ -130,16 +134,20 @@ class Endpoint:
         self,
         app: Application,
         *,
-        timers: TimerConfig = TimerConfig(),
+        timers: TimerConfig = DEFAULT_TIMERS,
         schemes: Iterable[str] = ("sip", "sips", "pres"),
+        stateless: Iterable[str] = ("OPTIONS",),
     ) -> None:
         self.app = app
+        # Methods answered as a stateless UAS (RFC 3261 8.2.7): no transaction is kept;
+        # a retransmission is answered again, identically thanks to stable To tags.
+        self.stateless = frozenset(stateless)
         self.timers = timers
         self.schemes = frozenset(schemes)
         self.stats = EndpointStats()
         self.listeners: dict[str, tuple[str, int]] = {}
         self._server: dict[tuple[object, ...], _Entry] = {}
-        self._merge: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self._merge: dict[tuple[object, ...], object] = {}
         self._client: dict[tuple[str, str], _Entry] = {}
         self._heap: list[tuple[float, int, _Entry]] = []
         self._seq = itertools.count()
@@ -273,6 +281,12 @@ class Endpoint:
             if entry is not None:
                 self._apply(entry, entry.tx.handle(Event.ACK, now), now)
             return
+        if method in self.stateless:
+            response = self._first_response(None, request, peer, now)
+            if response is not None:
+                self._count_response(response.status)
+                self._out.append(Transmit(response.to_bytes(), self._answer_peer(request, peer)))
+            return
         key = self._server_key(request, method)
         entry = self._server.get(key)
         if entry is not None:
@@ -290,7 +304,7 @@ class Endpoint:
             self._send_response(entry, make_response(request, 100), now)
 
     def _first_response(
-        self, entry: _Entry, request: Request, peer: Peer, now: float
+        self, entry: _Entry | None, request: Request, peer: Peer, now: float
     ) -> Response | None:
         """Run the UAS checks, then the application; turn its failures into answers."""
         app = self.app
@@ -300,7 +314,7 @@ class Endpoint:
             return response
         if request.method == "CANCEL":
             return self._cancel(request, now)
-        if request.to.tag is None:
+        if entry is not None and request.to.tag is None:
             # Merged requests (8.2.2.2): same From tag, Call-ID and CSeq, another branch.
             merge_key = (request.from_.tag, request.call_id, request.cseq.number, request.method)
             other = self._merge.get(merge_key)
@@ -381,19 +395,24 @@ class Endpoint:
 
     @staticmethod
     def _stamp_via(request: Request, peer: Peer) -> None:
-        """Add received and fill rport in the top Via (RFC 3261 18.2.1, RFC 3581)."""
+        """Add received and fill rport in the top Via (RFC 3261 18.2.1, RFC 3581).
+
+        The header text and the cached parsed Via are updated together, so the Via
+        is not parsed twice.
+        """
         via = request.top_via
         wants_rport = "rport" in via.params
         if not wants_rport and via.host.strip("[]") == peer.host:
             return
         values = request.headers._fields["via"]
         elements = split_commas(values[0]) if "," in values[0] else [values[0]]
-        top = _RECEIVED_RE.sub("", elements[0])
+        top = _RECEIVED_RE.sub("", elements[0]) if "received" in via.params else elements[0]
         if wants_rport:
             top = _RPORT_RE.sub(f";rport={peer.port}", top, count=1)
+            via.params["rport"] = str(peer.port)
         elements[0] = f"{top};received={peer.host}"
-        values[0] = ", ".join(elements)
-        request.forget("top-via")
+        via.params["received"] = peer.host
+        values[0] = elements[0] if len(elements) == 1 else ", ".join(elements)
         request.forget("vias")
 
     @staticmethod

@@ -71,7 +71,12 @@ def header_key(name: str) -> str:
 
 def header_spelling(key: str) -> str:
     """How a header name is written on output (``call-id`` is ``Call-ID``)."""
-    return _SPELLINGS.get(key) or "-".join(part.capitalize() for part in key.split("-"))
+    spelling = _SPELLINGS.get(key)
+    if spelling is None:
+        spelling = "-".join(part.capitalize() for part in key.split("-"))
+        if len(_SPELLINGS) < 4096:  # bounded: names come from the network
+            _SPELLINGS[key] = spelling
+    return spelling
 
 
 class Headers:
@@ -244,7 +249,7 @@ class Message:
                 if not value.isdigit() or int(value) > 255:
                     raise HeaderError("Max-Forwards out of range")
             self._cache["max-forwards"] = None if value is None else int(value)
-        return self._cache["max-forwards"]  # type: ignore[no-any-return]
+        return self._cache["max-forwards"]
 
     @property
     def expires(self) -> int | None:
@@ -256,14 +261,14 @@ class Message:
                 if not value.isdigit() or int(value) > MAX_EXPIRES:
                     raise HeaderError("Bad Expires")
             self._cache["expires"] = None if value is None else int(value)
-        return self._cache["expires"]  # type: ignore[no-any-return]
+        return self._cache["expires"]
 
     @property
     def content_type(self) -> MediaType | None:
         if "content-type" not in self._cache:
             value = self._single("content-type")
             self._cache["content-type"] = None if value is None else parse_media_type(value)
-        return self._cache["content-type"]  # type: ignore[no-any-return]
+        return self._cache["content-type"]
 
     def forget(self, key: str) -> None:
         """Drop a cached view after the headers it was built from were changed."""
@@ -276,14 +281,16 @@ class Message:
     def to_bytes(self) -> bytes:
         """Serialise with CRLF line ends and a Content-Length that matches the body."""
         lines = [self.start_line()]
+        spellings = _SPELLINGS
         for key, values in self.headers._fields.items():
             if key == "content-length":
                 continue
-            spelling = header_spelling(key)
-            for value in values:
-                lines.append(f"{spelling}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
-        lines.append("\r\n")
+            spelling = spellings.get(key) or header_spelling(key)
+            if len(values) == 1:
+                lines.append(f"{spelling}: {values[0]}")
+            else:
+                lines.extend(f"{spelling}: {value}" for value in values)
+        lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
+import hashlib
+import os
 from collections.abc import Iterable
 
 from .headers import HeaderError, parse_tokens
 from .message import Headers, Message, Request, Response
 
-__all__ = ["KNOWN_METHODS", "new_tag", "make_response", "check_request"]
+__all__ = ["KNOWN_METHODS", "new_tag", "stable_tag", "make_response", "check_request"]
 
 # Methods this agent recognises; an unrecognised one gets 501, a recognised one that the
 # application does not implement gets 405 (RFC 3261 8.2.1, 21.5.2).
@@ -18,9 +19,26 @@ KNOWN_METHODS = frozenset({
 })
 
 
+_TAG_SECRET = os.urandom(16)
+
+
 def new_tag() -> str:
     """A To/From tag with 64 bits of randomness (RFC 3261 19.3 asks for at least 32)."""
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()
+
+
+def stable_tag(request: Message) -> str:
+    """A To tag that is the same for every retransmission of *request*.
+
+    A stateless UAS must answer a retransmission with the same tag (RFC 3261 8.2.7);
+    a keyed hash of the transaction identity gives that, and is as unpredictable
+    to others as a random tag.
+    """
+    fields = request.headers._fields
+    identity = "\n".join(v[0] if v else "" for v in (
+        fields.get("call-id"), fields.get("from"), fields.get("cseq"), fields.get("via")))
+    return hashlib.blake2b(identity.encode("utf-8", "surrogateescape"), digest_size=8,
+                           key=_TAG_SECRET).hexdigest()
 
 
 def make_response(
@@ -50,7 +68,7 @@ def make_response(
         except HeaderError:
             has_tag = False
         if not has_tag:
-            out._fields["to"] = [f"{out._fields['to'][0]};tag={to_tag or new_tag()}"]
+            out._fields["to"] = [f"{out._fields['to'][0]};tag={to_tag or stable_tag(request)}"]
     for name, value in headers:
         out.add(name, value)
     return Response(status, reason, out, body)
@@ -67,18 +85,15 @@ def check_request(
 
     The request must have passed :func:`sipresence.sip.parser.validate`.
     """
-    allowed = tuple(allowed)
-    allow = ("Allow", ", ".join(allowed))
     if request.method not in allowed:
         status = 405 if request.method in KNOWN_METHODS else 501
-        return make_response(request, status, headers=[allow])
+        return make_response(request, status, headers=[("Allow", ", ".join(allowed))])
     scheme = request.uri.partition(":")[0].lower()
     if scheme not in schemes:
         return make_response(request, 416)
-    if request.method not in ("ACK", "CANCEL"):
-        supported = frozenset(supported)
-        unknown = [tag for tag in parse_tokens(request.headers.get_all("require"))
-                   if tag not in supported]
+    require = request.headers._fields.get("require")
+    if require and request.method not in ("ACK", "CANCEL"):
+        unknown = [tag for tag in parse_tokens(require) if tag not in supported]
         if unknown:
             return make_response(request, 420, headers=[("Unsupported", ", ".join(unknown))])
     return None

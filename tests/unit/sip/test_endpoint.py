@@ -47,16 +47,33 @@ def answers(endpoint):
     return out
 
 
-def test_options_reaches_the_application_once_and_retransmissions_are_absorbed():
+def test_a_request_reaches_the_application_once_and_retransmissions_are_absorbed():
+    app = App()
+    ep = Endpoint(app)
+    ep.receive_datagram(request("SUBSCRIBE", cseq="1 SUBSCRIBE"), CLIENT, 0.0)
+    [(first, _)] = answers(ep)
+    ep.receive_datagram(request("SUBSCRIBE", cseq="1 SUBSCRIBE"), CLIENT, 0.3)
+    [(again, _)] = answers(ep)
+    assert len(app.seen) == 1
+    assert again.to.tag == first.to.tag and again.status == 200
+    assert ep.stats.retransmissions_absorbed == 1
+    assert ep.transaction_count() == 1
+    ep.handle_timer(32.0)  # timer J
+    assert ep.transaction_count() == 0
+
+
+def test_options_is_answered_statelessly_with_identical_retransmitted_answers():
     app = App()
     ep = Endpoint(app)
     ep.receive_datagram(request(), CLIENT, 0.0)
     [(first, _)] = answers(ep)
     ep.receive_datagram(request(), CLIENT, 0.3)
     [(again, _)] = answers(ep)
-    assert len(app.seen) == 1
-    assert again.to.tag == first.to.tag and again.status == 200
-    assert ep.stats.retransmissions_absorbed == 1
+    assert ep.transaction_count() == 0  # RFC 3261 8.2.7: no state kept
+    assert again.to.tag == first.to.tag  # the same tag for the same request
+    ep.receive_datagram(request(branch="z9hG4bK-2", call_id="call-2"), CLIENT, 0.4)
+    [(other, _)] = answers(ep)
+    assert other.to.tag != first.to.tag
 
 
 def test_rport_and_received_are_stamped_and_the_answer_goes_to_the_source():
@@ -153,7 +170,7 @@ def test_application_errors_become_500_and_header_errors_400():
             if request.method == "PUBLISH":
                 request.headers.set("Expires", "abc")
                 request.forget("expires")
-                request.expires  # raises HeaderError: a 400 for the client
+                _ = request.expires  # raises HeaderError: a 400 for the client
             raise RuntimeError("bug")
 
     ep = Endpoint(Broken())
@@ -194,12 +211,8 @@ def test_cancel_of_an_answered_invite_gets_200_and_of_an_unknown_one_481():
     assert (ok.status, unknown.status) == (200, 481)
 
 
-def notify(call_id="n-1"):
-    return Request("NOTIFY", "sip:bob@192.0.2.7:5070", None, b"")
-
-
 def make_notify():
-    req = notify()
+    req = Request("NOTIFY", "sip:bob@192.0.2.7:5070")
     req.headers.add("Max-Forwards", "70")
     req.headers.add("From", "<sip:alice@example.com>;tag=srv")
     req.headers.add("To", "<sip:bob@example.com>;tag=from1")
