@@ -34,6 +34,7 @@ def install_reactor() -> Any:
     return reactor
 
 
+LIFECYCLE = "sipresence.lifecycle"  # a leaf: its level must not leak to others
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
            "error": logging.ERROR}
 
@@ -66,6 +67,9 @@ def setup_logging(fmt: str, level: str, stream: IO[str]) -> None:
     else:
         observer = textFileLogObserver(stream)
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    # Start-up and shutdown lines ("ready", "stopped") print at every level: scripts
+    # and service managers wait for them.
+    predicate.setLogLevelForNamespace(LIFECYCLE, LogLevel.info)
     globalLogBeginner.beginLoggingTo([FilteringLogObserver(observer, [predicate])],
                                      redirectStandardIO=False)
 
@@ -95,7 +99,7 @@ def run(config: Config) -> int:
     from twisted.internet.error import CannotListenError
     from twisted.logger import Logger
 
-    log = Logger(namespace="sipresence")
+    log = Logger(namespace=LIFECYCLE)
     services = build_services(config, reactor)
     status = {"code": 0}
 
@@ -203,4 +207,4 @@ class DriverService(_service_base()):  # type: ignore[misc]
         super().stopService()
         self.driver.stop()
         for connection in list(self.driver.connections.values()):
-            connection.transport.loseConnection()
+            connection.close()

@@ -118,10 +118,10 @@ class Driver:
             return
         connection = self.connections.get(peer.connection) if peer.connection else None
         if connection is not None and connection.connected:
-            connection.transport.write(transmit.data)
+            connection.write(transmit.data)
             return
         self._connection_to(peer).addCallbacks(
-            lambda proto: proto.transport.write(transmit.data),
+            lambda proto: proto.write(transmit.data),
             lambda failure: self._failed(transmit, failure))
 
     def _connection_to(self, peer: Peer) -> defer.Deferred[SipStreamProtocol]:
@@ -144,7 +144,7 @@ class Driver:
             return defer.fail(RuntimeError(f"no {peer.transport} transport"))
         waiters = self._connecting[address] = [result]
 
-        def finish(outcome: object) -> None:
+        def finish(outcome: SipStreamProtocol | Failure) -> None:
             del self._connecting[address]
             for waiter in waiters:
                 if isinstance(outcome, Failure):

@@ -7,10 +7,13 @@ is closed (peers reconnect, and RFC 5626 keep-alives count as traffic).
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.internet.interfaces import IReactorTCP
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
@@ -35,7 +38,9 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.number = self.driver.register_connection(self)
-        remote, local = self.transport.getPeer(), self.transport.getHost()
+        assert self.transport is not None
+        remote = cast(IPv4Address | IPv6Address, self.transport.getPeer())
+        local = cast(IPv4Address | IPv6Address, self.transport.getHost())
         self.peer = Peer(self.transport_name, remote.host, remote.port, self.number,
                          (local.host, local.port))
         self.setTimeout(self.idle_timeout)
@@ -50,20 +55,28 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
                      transport=self.transport_name, host=self.peer.host, port=self.peer.port,
                      reason=exc.reason)
             self.driver.stream_items([exc], self.peer)  # answered when it can be
-            self.transport.loseConnection()
+            self.close()
             return
         self.driver.stream_items(items, self.peer)
 
     def timeoutConnection(self) -> None:
         log.debug("idle {transport} connection closed", transport=self.transport_name)
-        self.transport.loseConnection()
+        self.close()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
         self.driver.unregister_connection(self.number)
 
 
-class SipStreamFactory(Factory):
+class SipStreamFactory(ServerFactory):
     noisy = False
 
     def __init__(self, driver: Driver, transport_name: str, idle_timeout: float | None) -> None:
@@ -76,11 +89,11 @@ class SipStreamFactory(Factory):
 
 
 def listen_tcp(reactor: IReactorTCP, driver: Driver, host: str, port: int,
-               idle_timeout: float | None):  # type: ignore[no-untyped-def]
+               idle_timeout: float | None) -> Any:
     """Bind a TCP listener and let the driver open outgoing TCP connections."""
     listening = reactor.listenTCP(port, SipStreamFactory(driver, "TCP", idle_timeout),
                                   interface=host)
-    address = listening.getHost()
+    address = cast(IPv4Address | IPv6Address, listening.getHost())
     driver.endpoint.add_listener("TCP", address.host, address.port)
 
     def connect(peer: Peer) -> defer.Deferred[SipStreamProtocol]:

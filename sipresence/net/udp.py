@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from twisted.internet.interfaces import IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
@@ -25,6 +26,7 @@ class SipDatagramProtocol(DatagramProtocol):
         self.local: tuple[str, int] | None = None
 
     def startProtocol(self) -> None:
+        assert self.transport is not None
         address = self.transport.getHost()
         self.local = (address.host, address.port)
         self.driver.udp.append(self)
@@ -34,7 +36,7 @@ class SipDatagramProtocol(DatagramProtocol):
         if self in self.driver.udp:
             self.driver.udp.remove(self)
 
-    def datagramReceived(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
         self.driver.datagram(data, Peer("UDP", addr[0], addr[1], None, self.local))
 
     def send(self, data: bytes, host: str, port: int) -> bool:
@@ -49,7 +51,7 @@ class SipDatagramProtocol(DatagramProtocol):
         return True
 
 
-def listen_udp(reactor: IReactorUDP, driver: Driver, host: str, port: int):  # type: ignore[no-untyped-def]
+def listen_udp(reactor: IReactorUDP, driver: Driver, host: str, port: int) -> Any:
     """Bind a UDP listener; returns the Twisted port (``getHost()`` tells the real port)."""
     return reactor.listenUDP(port, SipDatagramProtocol(driver, host), interface=host,
                              maxPacketSize=65535)

@@ -46,7 +46,8 @@ _VIA_RE = re.compile(
 )
 _CSEQ_RE = re.compile(f"[ \\t]*([0-9]+)[ \\t]+([{TOKEN_CHARS}]+)[ \\t]*\\Z")
 _COLON_RE = re.compile(r"[ \t]*:[ \t]*")
-_MEDIA_RE = re.compile(f"[ \\t]*([{TOKEN_CHARS}]+)[ \\t]*/[ \\t]*([{TOKEN_CHARS}]+)[ \\t]*(.*)\\Z", re.S)
+_MEDIA_RE = re.compile(
+    f"[ \\t]*([{TOKEN_CHARS}]+)[ \\t]*/[ \\t]*([{TOKEN_CHARS}]+)[ \\t]*(.*)\\Z", re.S)
 MAX_CSEQ = 2**31 - 1
 _BARE_ADDR_BAD = re.compile(r'[ \t?,">]').search
 _BRACKETED_BAD = re.compile(r'[ \t<"]').search

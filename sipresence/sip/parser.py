@@ -135,11 +135,11 @@ def _parse_header_lines(lines: list[str], fields: dict[str, list[str]]) -> str |
         key = name.lower()
         key = COMPACT_FORMS.get(key, key)
         value = value.strip(" \t")
-        values = fields.get(key)
-        if values is None:
+        existing = fields.get(key)
+        if existing is None:
             fields[key] = [value]
         else:
-            values.append(value)
+            existing.append(value)
     return error
 
 
@@ -194,7 +194,7 @@ def _content_length(message: Message) -> int | None:
     return int(text)
 
 
-def _find_head_end(data: bytes, start: int = 0) -> tuple[int, int]:
+def _find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     """Index of the blank line ending the header section and of the body start.
 
     CRLF CRLF is looked for first, so a bare-LF blank line is searched for only in
@@ -310,14 +310,10 @@ def validate(message: Message) -> None:
     be absent (RFC 2543 clients, RFC 4475 ``inv2543``); everything else is required.
     """
     try:
-        message.call_id
+        # Each view parses and checks its header on first use (and caches it).
+        _ = (message.call_id, message.from_, message.to, message.top_via,
+             message.max_forwards, message.expires, message.content_type)
         cseq = message.cseq
-        message.from_
-        message.to
-        message.top_via
-        message.max_forwards
-        message.expires
-        message.content_type
         if isinstance(message, Request):
             if cseq.method != message.method:
                 raise HeaderError("CSeq method does not match request method")
