@@ -1,0 +1,71 @@
+"""Event packages (RFC 6665 section 7): what each one accepts, emits and allows.
+
+A package says which body types a PUBLISH may carry, which formats a NOTIFY can be
+sent in (the first is the default when a SUBSCRIBE has no Accept, as baresip sends
+it), and its expiry bounds.  The agent advertises ``Allow-Events`` and ``Accept``
+from this registry, so what it says it supports is what it handles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..sip.headers import HeaderError, parse_accept
+
+__all__ = ["EventPackage", "negotiate", "PIDF", "XPIDF", "CPIM_PIDF", "WATCHERINFO"]
+
+PIDF = "application/pidf+xml"
+XPIDF = "application/xpidf+xml"
+CPIM_PIDF = "application/cpim-pidf+xml"
+WATCHERINFO = "application/watcherinfo+xml"
+DIALOG_INFO = "application/dialog-info+xml"
+
+
+@dataclass(frozen=True)
+class EventPackage:
+    """One event package and its rules.
+
+    ``parse`` turns a published body into the package's document model and raises
+    ``ValueError`` (with a reason phrase) when the body is not acceptable.
+    """
+
+    name: str
+    notify_types: tuple[str, ...]
+    publish_types: tuple[str, ...] = ()
+    parse: Callable[[bytes, str], Any] | None = None
+    default_expires: int = 3600
+    min_expires: int = 60
+    max_expires: int = 86400
+    publish_default_expires: int = 3600
+
+    @property
+    def publishable(self) -> bool:
+        return bool(self.publish_types) and self.parse is not None
+
+
+def negotiate(accept: list[str], offered: tuple[str, ...]) -> str | None:
+    """Pick the NOTIFY body type for a SUBSCRIBE's Accept header values.
+
+    No Accept header means the package default (RFC 6665 section 7.2: the default
+    type of the package).  Media ranges with wildcards match; q=0 refuses.  None
+    means nothing acceptable: the SUBSCRIBE gets 406.
+    """
+    if not accept or not any(value.strip() for value in accept):
+        return offered[0]
+    try:
+        ranges = parse_accept(accept)
+    except HeaderError:
+        return offered[0]  # lenient in: a broken Accept gets the default
+    for media, q in ranges:  # best q first, header order among equals
+        if q <= 0:
+            continue
+        kind, _, sub = media.mime.partition("/")
+        for candidate in offered:
+            ckind, _, csub = candidate.partition("/")
+            if kind in ("*", ckind) and sub in ("*", csub):
+                refused = any(m.mime == candidate and w <= 0 for m, w in ranges)
+                if not refused:
+                    return candidate
+    return None
