@@ -124,7 +124,7 @@ class _Entry:
         self.request = request
         self.scheduled: float | None = None
         self.merge_key: tuple[object, ...] | None = None
-        self.callback: Callable[[Response], None] | None = None
+        self.callback: Callable[[Response, float], None] | None = None
 
 
 class Endpoint:
@@ -208,13 +208,13 @@ class Endpoint:
         request: Request,
         peer: Peer,
         now: float,
-        on_response: Callable[[Response], None],
+        on_response: Callable[[Response, float], None],
     ) -> None:
         """Send a non-INVITE request in a new client transaction.
 
         A Via with a fresh branch is put on top.  *on_response* gets the final
-        response exactly once: a real one, or a 408 made here when timer F fires, or
-        a 503 when the transport fails (RFC 3261 8.1.3.1).
+        response and the time exactly once: a real response, or a 408 made here when
+        timer F fires, or a 503 when the transport fails (RFC 3261 8.1.3.1).
         """
         branch = MAGIC_COOKIE + secrets.token_hex(10)
         host, port = self.listeners.get(peer.transport) or self.listeners.get("UDP") or (
@@ -354,12 +354,12 @@ class Endpoint:
             if isinstance(effect, Send):
                 self._out.append(Transmit(effect.data, entry.peer, entry))
             elif isinstance(effect, Deliver):
-                self._finish_client(entry, effect.response)  # type: ignore[arg-type]
+                self._finish_client(entry, effect.response, now)  # type: ignore[arg-type]
             elif isinstance(effect, Timeout):
                 self.stats.timeouts += 1
-                self._finish_client(entry, make_response(entry.request, 408))
+                self._finish_client(entry, make_response(entry.request, 408), now)
             elif isinstance(effect, Failed):
-                self._finish_client(entry, make_response(entry.request, 503))
+                self._finish_client(entry, make_response(entry.request, 503), now)
         tx = entry.tx
         if tx.terminated:
             self._forget(entry)
@@ -369,10 +369,10 @@ class Endpoint:
             entry.scheduled = deadline
             heapq.heappush(self._heap, (deadline, next(self._seq), entry))
 
-    def _finish_client(self, entry: _Entry, response: Response) -> None:
+    def _finish_client(self, entry: _Entry, response: Response, now: float) -> None:
         callback, entry.callback = entry.callback, None
         if callback is not None:
-            callback(response)
+            callback(response, now)
 
     def _forget(self, entry: _Entry) -> None:
         key = entry.tx.key

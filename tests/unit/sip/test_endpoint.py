@@ -225,7 +225,7 @@ def test_client_transaction_retransmits_and_reports_408_when_timer_f_fires():
     ep = Endpoint(App())
     ep.add_listener("UDP", "127.0.0.1", 5060)
     got = []
-    ep.send_request(make_notify(), CLIENT, 0.0, got.append)
+    ep.send_request(make_notify(), CLIENT, 0.0, lambda response, now: got.append(response))
     [sent] = ep.transmissions()
     first = parse_datagram(sent.data)
     assert first.top_via.branch.startswith("z9hG4bK") and first.top_via.host == "127.0.0.1"
@@ -242,7 +242,7 @@ def test_client_transaction_retransmits_and_reports_408_when_timer_f_fires():
 def test_client_transaction_delivers_the_response_once():
     ep = Endpoint(App())
     got = []
-    ep.send_request(make_notify(), CLIENT, 0.0, got.append)
+    ep.send_request(make_notify(), CLIENT, 0.0, lambda response, now: got.append(response))
     [sent] = ep.transmissions()
     req = parse_datagram(sent.data)
     ok = make_response(req, 200).to_bytes()
@@ -255,7 +255,8 @@ def test_client_transaction_delivers_the_response_once():
 def test_transport_failure_reports_503():
     ep = Endpoint(App())
     got = []
-    ep.send_request(make_notify(), Peer("TCP", "192.0.2.7", 5070), 0.0, got.append)
+    ep.send_request(make_notify(), Peer("TCP", "192.0.2.7", 5070), 0.0,
+                    lambda response, now: got.append(response))
     [sent] = ep.transmissions()
     ep.transport_failed(sent, 0.1)
     assert [r.status for r in got] == [503]
