@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="SQLite database (default ./var/sipresence.sqlite3; :memory: allowed)")
     serve.add_argument("--domain", metavar="NAME", action="append",
                        help="a domain served, repeatable (default: any domain)")
+    serve.add_argument("--tls-certificate", metavar="PEM", help="certificate for tls: listeners")
+    serve.add_argument("--tls-key", metavar="PEM", help="private key for tls: listeners")
     serve.add_argument("--log-format", choices=("text", "json"))
     serve.add_argument("--log-level", choices=("debug", "info", "warn", "error"))
     return parser
@@ -47,6 +49,10 @@ def build_config(args: argparse.Namespace) -> Config:
         config.db = args.db
     if args.domain:
         config.domains = list(args.domain)
+    if args.tls_certificate:
+        config.tls_certificate = args.tls_certificate
+    if args.tls_key:
+        config.tls_key = args.tls_key
     if args.log_format:
         config.log_format = args.log_format
     if args.log_level:

@@ -202,3 +202,28 @@ def test_bad_arguments_and_busy_ports_are_reported(tmp_path):
                             expect_ready=False)
     assert busy.proc.returncode == 2
     assert "cannot listen" in busy.output()
+
+
+def test_sip_over_tls(tmp_path):
+    from tests.support.certs import self_signed
+    from tests.support.sip import TlsClient
+
+    cert, key = self_signed(tmp_path)
+    config = tmp_path / "tls.toml"
+    config.write_text(f'[tls]\ncertificate = "{cert}"\nkey = "{key}"\n')
+    server = start_server(tmp_path, "--config", str(config),
+                          listen=("tls:127.0.0.1:0",), http=None)
+    try:
+        client = TlsClient(server.address("tls"))
+        response = client.ask("OPTIONS")
+        assert response.status == 200
+        assert response.top_via.transport == "TLS"
+        client.close()
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_tls_listener_without_certificate_is_a_configuration_error(tmp_path):
+    server = start_server(tmp_path, listen=("tls:127.0.0.1:0",), expect_ready=False)
+    assert server.proc.returncode == 2
+    assert "tls.certificate and tls.key" in server.output()

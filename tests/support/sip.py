@@ -115,3 +115,27 @@ class TcpClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class TlsClient(TcpClient):
+    """SIP over TLS; the test certificate is self-signed, so it is not verified."""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(server, timeout=TIMEOUT)
+        self.server = server
+        self.sock = context.wrap_socket(raw, server_hostname=server[0])
+        self.local = self.sock.getsockname()[:2]
+        self.framer = StreamFramer()
+        self.pending = []
+
+    def ask(self, method: str, **kwargs: object) -> Response:
+        self.send(request(method, self.server, self.local, transport="TLS",  # type: ignore[arg-type]
+                          **kwargs))
+        response = self.recv()
+        assert isinstance(response, Response)
+        return response
