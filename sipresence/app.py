@@ -14,7 +14,6 @@ import logging
 import sys
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
@@ -127,27 +126,37 @@ def run(config: Config) -> int:
 
 
 def build_services(config: Config, reactor: Any) -> Any:
-    """The agent as a MultiService: the SIP core, then one service per listener."""
+    """The agent as a MultiService.
+
+    Children start in order and stop in reverse: the store opens first and closes
+    last, after the listeners stopped and the last changes were handed to it; the
+    agent restores its state last, once the listeners are bound, so NOTIFYs caused by
+    the restore leave from the right addresses.
+    """
     from prometheus_client import CollectorRegistry
     from twisted.application.service import MultiService
 
     from .api.http import build_site
-    from .api.metrics import SipCollector
+    from .api.metrics import PresenceCollector, SipCollector
     from .net.driver import Driver
     from .net.tcp import listen_tcp
     from .net.udp import listen_udp
     from .presence.agent import Agent
     from .sip.endpoint import Endpoint
+    from .store.sqlite import SqliteStore
 
-    if config.db != ":memory:":
-        Path(config.db).parent.mkdir(parents=True, exist_ok=True)
     agent = Agent(domains=config.domains, user_agent=f"sipresence/{__version__}")
     endpoint = Endpoint(agent, timers=config.timers)
-    driver = Driver(reactor, endpoint)
+    agent.attach(endpoint)
+    driver = Driver(reactor, endpoint, agent)
     registry = CollectorRegistry()
     registry.register(SipCollector(endpoint))
+    registry.register(PresenceCollector(agent))
+    store = SqliteStore(config.db)
+    driver.after_flush.append(lambda: store.submit(agent.journal.drain()))
 
     services = MultiService()
+    StoreService(store, agent).setServiceParent(services)
     DriverService(driver).setServiceParent(services)
     for address in config.listen:
         if address.transport == "udp":
@@ -165,6 +174,7 @@ def build_services(config: Config, reactor: Any) -> Any:
         host, port = config.http
         ListenerService("http", partial(reactor.listenTCP, port, build_site(registry),
                                         interface=host)).setServiceParent(services)
+    RestoreService(agent, driver).setServiceParent(services)
     return services
 
 
@@ -195,6 +205,55 @@ class ListenerService(_service_base()):  # type: ignore[misc]
         host = self.port.getHost()
         shown = f"[{host.host}]" if ":" in host.host else host.host
         return f"{self.label}:{shown}:{host.port}"
+
+
+class StoreService(_service_base()):  # type: ignore[misc]
+    """Reads the state back at start; at stop, writes what is left and closes."""
+
+    def __init__(self, store: Any, agent: Any) -> None:
+        self.store = store
+        self.agent = agent
+        self.snapshot: Any = None
+
+    def startService(self) -> None:
+        self.snapshot = self.store.load()
+        self.store.start()
+        super().startService()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.store.submit(self.agent.journal.drain())
+        self.store.close()
+
+
+class RestoreService(_service_base()):  # type: ignore[misc]
+    """Puts the stored publications and subscriptions back into the agent."""
+
+    # After an unclean stop the last batch of changes may be lost: counters move on
+    # by this much so that no watcher sees a CSeq or a version go back.
+    UNCLEAN_MARGIN = 1000
+
+    def __init__(self, agent: Any, driver: Any) -> None:
+        self.agent = agent
+        self.driver = driver
+
+    def startService(self) -> None:
+        super().startService()
+        store_service = next(s for s in self.parent if isinstance(s, StoreService))
+        snapshot = store_service.snapshot
+        from twisted.logger import Logger
+
+        Logger(namespace="sipresence.store").info(
+            "restored {publications} publications and {subscriptions} subscriptions"
+            "{unclean}", publications=len(snapshot.publications),
+            subscriptions=len(snapshot.subscriptions),
+            unclean="" if snapshot.clean else " after an unclean stop")
+        self.agent.restore(snapshot.publications, snapshot.subscriptions,
+                           self.driver.now(),
+                           margin=0 if snapshot.clean else self.UNCLEAN_MARGIN)
+        snapshot.publications.clear()
+        snapshot.subscriptions.clear()
+        self.driver.flush()
 
 
 class DriverService(_service_base()):  # type: ignore[misc]

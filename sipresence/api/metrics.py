@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..presence.agent import Agent
 from ..sip.endpoint import Endpoint
 
-__all__ = ["SipCollector"]
+__all__ = ["SipCollector", "PresenceCollector"]
 
 
 class SipCollector(Collector):
@@ -54,3 +55,22 @@ class SipCollector(Collector):
                                   value=stats.transport_errors)
         yield GaugeMetricFamily("sipresence_sip_transactions", "Live SIP transactions",
                                 value=self.endpoint.transaction_count())
+
+
+class PresenceCollector(Collector):
+    """Live presence state: publications, subscriptions per package, the store's queue."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("sipresence_publications", "Live publications",
+                                value=len(self.agent.publications))
+        subscriptions = GaugeMetricFamily("sipresence_subscriptions",
+                                          "Live subscriptions", labels=["package"])
+        counts: dict[str, int] = {name: 0 for name in self.agent.packages}
+        for subscription in self.agent.notifier.all():
+            counts[subscription.package] = counts.get(subscription.package, 0) + 1
+        for package, count in sorted(counts.items()):
+            subscriptions.add_metric([package], count)
+        yield subscriptions

@@ -63,6 +63,8 @@ class Driver:
         self.connectors: dict[str, Callable[[Peer], defer.Deferred[SipStreamProtocol]]] = {}
         self._connecting: dict[tuple[str, str, int], list[defer.Deferred[SipStreamProtocol]]] = {}
         self._next_connection = 1
+        # Called after every flush: the store takes what the core changed.
+        self.after_flush: list[Callable[[], None]] = []
 
     def now(self) -> float:
         return self.reactor.seconds()
@@ -101,6 +103,8 @@ class Driver:
         """Send everything queued and re-arm the timer; call after every input."""
         for transmit in self.endpoint.transmissions():
             self._send(transmit)
+        for hook in self.after_flush:
+            hook()
         self._arm()
 
     def _send(self, transmit: Transmit) -> None:

@@ -1,53 +1,252 @@
 """The presence agent as the SIP endpoint's transaction user.
 
 The agent receives every new request once (retransmissions are absorbed below it)
-and routes it by method.  It advertises exactly what it implements: ``Allow`` lists
-the methods with a handler, ``Allow-Events`` the registered event packages and
-``Accept`` the body types they take, so OPTIONS, 405 and 489 answers stay true as
-capabilities are added.
+and routes it by method: PUBLISH to the event state compositor, SUBSCRIBE to the
+notifier, OPTIONS answered here.  It advertises exactly what it implements:
+``Allow`` lists the methods with a handler, ``Allow-Events`` the event packages and
+``Accept`` the body types PUBLISH takes, so OPTIONS, 405 and 489 answers stay true
+as capabilities are added.
+
+State changes are noted in a :class:`~sipresence.store.journal.Journal`; the
+application layer drains it into the store after each input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..sip.endpoint import Peer
+from ..sip.endpoint import Endpoint, Peer
+from ..sip.headers import HeaderError
 from ..sip.message import Request, Response
 from ..sip.uas import make_response
+from ..sip.uri import AbsoluteURI, SipURI
+from ..store.journal import Journal
+from .packages import EventPackage
+from .presentity import Presentities, presence_package, watcherinfo_package
+from .publications import EventStateCompositor, Publication, PublishError
+from .subscriptions import Notifier, Subscription, SubState
+from .watchers import WatcherInformation
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "AgentConfig"]
 
 Handler = Callable[[Request, Peer, float], Response | None]
 
 
+class AgentConfig:
+    """Limits and behaviour the operator can set (defaults follow the RFCs)."""
+
+    def __init__(self, *, min_expires: int = 60, max_expires: int = 86400,
+                 publish_max_expires: int = 86400, notify_retries: int = 2,
+                 retry_delay: float = 1.0) -> None:
+        self.min_expires = min_expires
+        self.max_expires = max_expires
+        self.publish_max_expires = publish_max_expires
+        self.notify_retries = notify_retries
+        self.retry_delay = retry_delay
+
+
 class Agent:
-    """Dispatches requests to handlers and describes the agent's capabilities."""
+    """Dispatches requests to the presence services and keeps their deadlines."""
 
     supported: tuple[str, ...] = ()
 
-    def __init__(self, domains: Iterable[str] = (), user_agent: str = "sipresence") -> None:
+    def __init__(self, domains: Iterable[str] = (), user_agent: str = "sipresence",
+                 config: AgentConfig | None = None) -> None:
+        config = config or AgentConfig()
         self.domains = frozenset(d.lower() for d in domains)
         self.user_agent = user_agent
-        self.handlers: dict[str, Handler] = {"OPTIONS": self._options}
-        self.event_packages: list[str] = []
-        self.accept: list[str] = []
+        self.journal = Journal()
+        self.endpoint: Endpoint | None = None
+        self.packages: dict[str, EventPackage] = {}
+        for package in (presence_package(config), watcherinfo_package(config)):
+            self.packages[package.name] = package
+        self.publications = EventStateCompositor()
+        self.presentities = Presentities(self.publications)
+        self.notifier = Notifier(
+            self.packages, self._send, self._render, policy=self._policy,
+            observe=self._watcher_event,
+            persist=lambda s: self.journal.put("subscription", s.id, s),
+            forget=lambda s: self.journal.delete("subscription", s.id),
+            notify_retries=config.notify_retries, retry_delay=config.retry_delay)
+        self.watcherinfo = WatcherInformation(self.notifier)
+        self.handlers: dict[str, Handler] = {
+            "OPTIONS": self._options,
+            "PUBLISH": self._publish,
+            "SUBSCRIBE": self._subscribe,
+        }
 
+    def attach(self, endpoint: Endpoint) -> None:
+        """The endpoint NOTIFYs are sent through (it holds this agent as its TU)."""
+        self.endpoint = endpoint
+
+    # -- capabilities --------------------------------------------------------------------
     @property
     def allowed_methods(self) -> tuple[str, ...]:
         return tuple(self.handlers)
 
+    @property
+    def accept(self) -> list[str]:
+        types: list[str] = []
+        for package in self.packages.values():
+            types += [t for t in package.publish_types if t not in types]
+        return types
+
     def capabilities(self) -> list[tuple[str, str]]:
         """Allow, Accept, Allow-Events and Supported, as OPTIONS answers them."""
-        headers = [("Allow", ", ".join(self.allowed_methods)),
-                   ("Accept", ", ".join(self.accept))]
-        if self.event_packages:
-            headers.append(("Allow-Events", ", ".join(self.event_packages)))
-        headers.append(("Supported", ", ".join(self.supported)))
-        return headers
+        return [("Allow", ", ".join(self.allowed_methods)),
+                ("Accept", ", ".join(self.accept)),
+                ("Allow-Events", ", ".join(self.packages)),
+                ("Supported", ", ".join(self.supported))]
 
+    # -- requests ------------------------------------------------------------------------
     def handle_request(self, request: Request, peer: Peer, now: float) -> Response | None:
         return self.handlers[request.method](request, peer, now)
+
+    def after_response(self, now: float) -> None:
+        """Called once a request was answered: NOTIFYs follow their 2xx."""
+        self.notifier.flush(now)
 
     def _options(self, request: Request, peer: Peer, now: float) -> Response:
         return make_response(request, 200, headers=[*self.capabilities(),
                                                     ("Server", self.user_agent)])
+
+    def _resource(self, request: Request) -> str:
+        """The presentity a request is for: its Request-URI as an address of record.
+
+        ``pres:`` URIs (RFC 3859) name the same presentity as the ``sip:`` URI with
+        the same user and host.
+        """
+        uri = request.request_uri
+        if isinstance(uri, AbsoluteURI) and uri.scheme == "pres":
+            return "sip:" + uri.opaque
+        if not isinstance(uri, SipURI):
+            raise HeaderError("Request-URI is not a SIP URI")
+        return uri.aor()
+
+    def _served(self, resource: str) -> bool:
+        if not self.domains:
+            return True
+        host = resource.rpartition("@")[2] if "@" in resource else resource.partition(":")[2]
+        return host.lower() in self.domains
+
+    def _publish(self, request: Request, peer: Peer, now: float) -> Response:
+        resource = self._resource(request)
+        if not self._served(resource):
+            return make_response(request, 404, "Domain Not Served")
+        event = request.single("event")
+        name = (event or "").partition(";")[0].strip()
+        package = self.packages.get(name)
+        if package is None or not package.publishable:
+            allowed = [p.name for p in self.packages.values() if p.publishable]
+            return make_response(request, 489, headers=[("Allow-Events", ", ".join(allowed))])
+        content_type = request.content_type
+        try:
+            result = self.publications.publish(
+                package=package, resource=resource,
+                if_match=request.single("sip-if-match"), expires=request.expires,
+                content_type=content_type.mime if content_type else None, body=request.body,
+                publisher=_publisher(request), call_id=request.call_id, now=now)
+        except PublishError as exc:
+            return make_response(request, exc.status, exc.reason, headers=exc.headers)
+        # Persist: a replaced publication and a superseded entity tag lose their rows.
+        if result.removed is not None:
+            self.journal.delete("publication", result.removed.etag)
+        if_match = request.single("sip-if-match")
+        if if_match is not None and result.etag is not None:
+            self.journal.delete("publication", if_match.strip())
+        if result.etag is not None:
+            self.journal.put("publication", result.etag, self.publications.get(result.etag))
+        if result.changed:
+            self._presence_changed(resource)
+        headers = [("Expires", str(result.expires))]
+        if result.etag is not None:
+            headers.insert(0, ("SIP-ETag", result.etag))
+        return make_response(request, 200, headers=headers)
+
+    def _subscribe(self, request: Request, peer: Peer, now: float) -> Response:
+        resource = self._resource(request)
+        if not self._served(resource):
+            return make_response(request, 404, "Domain Not Served")
+        return self.notifier.subscribe(request, peer, resource, now)
+
+    # -- presence state --------------------------------------------------------------------
+    def _presence_changed(self, resource: str) -> None:
+        self.presentities.changed(resource)
+        self.notifier.changed("presence", resource)
+
+    def _render(self, subscription: Subscription, now: float) -> tuple[str, bytes] | None:
+        if subscription.package == "presence":
+            if subscription.state is SubState.PENDING:
+                return None  # RFC 3856 6.6.2: no state before authorization
+            presentity = self.presentities.get(subscription.resource)
+            return subscription.content_type, presentity.body(subscription.content_type)
+        if subscription.package == "presence.winfo":
+            return self.watcherinfo.render(subscription)
+        return None
+
+    @staticmethod
+    def _policy(watcher: str, resource: str, package: str) -> str:
+        """Who may subscribe.  Watcher information is for the presentity itself only
+        (RFC 3857 section 5.1); presence is open to all until authorization rules
+        (RFC 5025) are configured."""
+        if package == "presence.winfo" and watcher != resource:
+            return "rejected"
+        return "active"
+
+    def _watcher_event(self, subscription: Subscription, event: str) -> None:
+        if subscription.package == "presence":
+            self.watcherinfo.watcher_changed(subscription, event)
+
+    def _send(self, request: Request, peer: Peer, now: float,
+              callback: Callable[[Response, float], None]) -> None:
+        assert self.endpoint is not None, "attach() the endpoint first"
+        self.endpoint.send_request(request, peer, now, callback)
+
+    # -- time and restart ------------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        deadlines = [d for d in (self.notifier.next_deadline(),
+                                 self.publications.next_deadline()) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        expired = self.publications.expire(now)
+        for publication in expired:
+            self.journal.delete("publication", publication.etag)
+        for resource in {p.resource for p in expired if p.package == "presence"}:
+            self._presence_changed(resource)
+        self.notifier.handle_timer(now)
+        self.notifier.flush(now)
+
+    def restore(self, publications: Iterable[Publication],
+                subscriptions: Iterable[Subscription], now: float, *, margin: int = 0) -> None:
+        """Load stored state.  After an unclean stop, counters move on by *margin* so
+        that no watcher ever sees a CSeq or a document version go back."""
+        for publication in publications:
+            package = self.packages.get(publication.package)
+            if package is None or package.parse is None:
+                continue
+            try:
+                publication.document = package.parse(publication.body, publication.content_type)
+            except ValueError:
+                continue
+            self.publications.restore(publication)
+        for subscription in subscriptions:
+            if subscription.package not in self.packages:
+                continue
+            subscription.local_cseq += margin
+            subscription.version += margin
+            self.notifier.restore(subscription)
+        # What expired while the agent was down expires now, and its watchers hear it.
+        self.handle_timer(now)
+
+
+def _publisher(request: Request) -> str:
+    """Who published: the device's own address, from the bottom Via.
+
+    Through a proxy the top Via is the proxy's; the bottom one (with the received
+    and rport the first hop added) is the device's, so two phones behind one proxy
+    stay two publishers.
+    """
+    vias = request.vias
+    via = vias[-1]
+    return f"{via.transport}:{via.received or via.host}:{via.rport or via.port or 5060}"

@@ -374,17 +374,23 @@ class Notifier:
     def _destination(self, subscription: Subscription) -> Peer:
         """Where NOTIFYs go: the first Route if there is a route set, else back the way
         the SUBSCRIBE came (its source address, or its connection), which also works
-        for watchers behind NAT whose Contact is a private address."""
+        for watchers behind NAT whose Contact is a private address.  A stream whose
+        connection is gone (after a restart) is reached at its Contact instead: the
+        old source port was the watcher's ephemeral one."""
         if subscription.route_set:
             try:
                 uri = parse_name_addr(subscription.route_set[0]).uri
             except HeaderError:
                 uri = None
             if isinstance(uri, SipURI):
-                transport = uri.transport or ("TLS" if uri.scheme == "sips" else "UDP")
-                default = 5061 if transport == "TLS" else 5060
-                return Peer(transport, uri.host.strip("[]"), uri.port or default, None,
-                            subscription.local)
+                return _uri_peer(uri, subscription.local)
+        if subscription.transport != "UDP" and subscription.connection is None:
+            try:
+                target = parse_uri(subscription.remote_target)
+            except ValueError:
+                target = None
+            if isinstance(target, SipURI):
+                return _uri_peer(target, subscription.local, subscription.transport)
         return subscription.peer
 
     def _answered(self, subscription: Subscription, response: Response, now: float) -> None:
@@ -456,6 +462,14 @@ class Notifier:
         if self._by_dialog.get(subscription.dialog_key) is subscription:
             del self._by_dialog[subscription.dialog_key]
         self._timers.cancel(("retry", subscription.id))
+
+
+def _uri_peer(uri: SipURI, local: tuple[str, int] | None,
+              transport: str | None = None) -> Peer:
+    """The next hop a SIP URI names (RFC 3263 without DNS records: host and port)."""
+    transport = uri.transport or transport or ("TLS" if uri.scheme == "sips" else "UDP")
+    default = 5061 if transport == "TLS" else 5060
+    return Peer(transport, uri.host.strip("[]"), uri.port or default, None, local)
 
 
 def _contact_uri(request: Request) -> str:

@@ -100,6 +100,7 @@ class Application(Protocol):
         ...
 
 
+
 @dataclass
 class EndpointStats:
     """Counters the metrics endpoint exports; plain numbers, no Prometheus here."""
@@ -139,6 +140,10 @@ class Endpoint:
         stateless: Iterable[str] = ("OPTIONS",),
     ) -> None:
         self.app = app
+        # Optional: an application with something to send after its answers (the
+        # NOTIFY that follows a 200 to SUBSCRIBE) has ``after_response(now)``.
+        self._after_response: Callable[[float], None] | None = getattr(
+            app, "after_response", None)
         # Methods answered as a stateless UAS (RFC 3261 8.2.7): no transaction is kept;
         # a retransmission is answered again, identically thanks to stable To tags.
         self.stateless = frozenset(stateless)
@@ -286,6 +291,8 @@ class Endpoint:
             if response is not None:
                 self._count_response(response.status)
                 self._out.append(Transmit(response.to_bytes(), self._answer_peer(request, peer)))
+            if self._after_response is not None:
+                self._after_response(now)
             return
         key = self._server_key(request, method)
         entry = self._server.get(key)
@@ -302,6 +309,8 @@ class Endpoint:
             self._send_response(entry, response, now)
         elif method == "INVITE" and entry.tx.last is None:
             self._send_response(entry, make_response(request, 100), now)
+        if self._after_response is not None:
+            self._after_response(now)
 
     def _first_response(
         self, entry: _Entry | None, request: Request, peer: Peer, now: float

@@ -1,0 +1,96 @@
+"""Presentities: one composed presence document per address of record.
+
+The composed document is rebuilt only when one of its sources changes, and each
+serialisation (PIDF, XPIDF) is made once per version: a change fanned out to 10,000
+watchers composes once and serialises once per format (DESIGN.md).  Nothing is
+composed for a presentity nobody asks about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..documents.compose import Source, Summary, compose, summary
+from ..documents.pidf import PresenceDocument, serialize_pidf
+from ..documents.xpidf import parse_presence, serialize_xpidf
+from .packages import CPIM_PIDF, PIDF, WATCHERINFO, XPIDF, EventPackage
+from .publications import EventStateCompositor
+
+if TYPE_CHECKING:
+    from .agent import AgentConfig
+
+__all__ = ["Presentity", "Presentities", "presence_package", "watcherinfo_package"]
+
+# chan_sip sends XPIDF to subscribers that accept only cpim-pidf (Polycom phones ask
+# for it and read XPIDF); the documents layer found the same, so cpim-pidf gets XPIDF.
+SERIALIZERS: dict[str, Callable[[PresenceDocument], bytes]] = {
+    PIDF: serialize_pidf, XPIDF: serialize_xpidf, CPIM_PIDF: serialize_xpidf}
+
+
+def _parse_presence(body: bytes, content_type: str) -> PresenceDocument:
+    # The label is not trusted: chan_sip labels XPIDF as cpim-pidf (INTEROP.md).
+    return parse_presence(body)
+
+
+def presence_package(config: AgentConfig) -> EventPackage:
+    return EventPackage("presence", notify_types=(PIDF, XPIDF, CPIM_PIDF),
+                        publish_types=(PIDF, XPIDF, CPIM_PIDF), parse=_parse_presence,
+                        min_expires=config.min_expires, max_expires=config.max_expires)
+
+
+def watcherinfo_package(config: AgentConfig) -> EventPackage:
+    return EventPackage("presence.winfo", notify_types=(WATCHERINFO,),
+                        min_expires=config.min_expires, max_expires=config.max_expires)
+
+
+class Presentity:
+    """The composed state of one presentity at one version."""
+
+    __slots__ = ("aor", "version", "document", "_bodies", "_summary")
+
+    def __init__(self, aor: str, version: int, document: PresenceDocument) -> None:
+        self.aor = aor
+        self.version = version
+        self.document = document
+        self._bodies: dict[str, bytes] = {}
+        self._summary: Summary | None = None
+
+    def body(self, content_type: str) -> bytes:
+        """The document in *content_type*, serialised at most once per version."""
+        body = self._bodies.get(content_type)
+        if body is None:
+            body = self._bodies[content_type] = SERIALIZERS[content_type](self.document)
+        return body
+
+    @property
+    def summary(self) -> Summary:
+        if self._summary is None:
+            self._summary = summary(self.document)
+        return self._summary
+
+
+class Presentities:
+    """Composes presentities from their live sources, lazily and once per change."""
+
+    def __init__(self, publications: EventStateCompositor) -> None:
+        self.publications = publications
+        self._versions: dict[str, int] = {}
+        self._cache: dict[str, Presentity] = {}
+
+    def changed(self, aor: str) -> None:
+        """A source of *aor* changed: the next read composes a new version."""
+        self._versions[aor] = self._versions.get(aor, 0) + 1
+        self._cache.pop(aor, None)
+
+    def get(self, aor: str) -> Presentity:
+        presentity = self._cache.get(aor)
+        if presentity is None:
+            sources = [Source(f"publish:{p.publisher}", p.document, p.updated_at)
+                       for p in self.publications.for_resource(aor, "presence")]
+            presentity = Presentity(aor, self._versions.get(aor, 0), compose(aor, sources))
+            if sources:
+                self._cache[aor] = presentity
+            else:
+                self._versions.pop(aor, None)  # nothing to remember about this one
+        return presentity

@@ -1,0 +1,66 @@
+"""Watcher information (RFC 3857, RFC 3858): who watches a presentity, told to its owner.
+
+The owner subscribes to ``presence.winfo`` for its own address.  Its first NOTIFY
+(and the first after a restart, when the changes in between are unknown) carries the
+full list; later ones carry only the watchers that came, changed state or went, as a
+``partial`` document.  Each winfo subscription counts its own versions, persisted with
+it, so the version never goes back.
+"""
+
+from __future__ import annotations
+
+from ..documents.watcherinfo import Watcher, WatcherInfo, WatcherList, serialize_watcherinfo
+from .packages import WATCHERINFO
+from .subscriptions import Notifier, Subscription, SubState
+
+__all__ = ["WatcherInformation"]
+
+PACKAGE = "presence.winfo"
+# Notifier events map onto RFC 3858 watcher events.
+_EVENTS = {"subscribe": "subscribe", "approved": "approved", "timeout": "timeout",
+           "giveup": "giveup", "deactivated": "deactivated", "rejected": "rejected",
+           "noresource": "noresource"}
+
+
+def _watcher(subscription: Subscription, event: str) -> Watcher:
+    if subscription.ending is not None:
+        status = "terminated"
+    elif subscription.state is SubState.PENDING:
+        status = "pending"
+    else:
+        status = "active"
+    return Watcher(id=subscription.id, uri=subscription.watcher, status=status,  # type: ignore[arg-type]
+                   event=_EVENTS.get(event, "subscribe"),  # type: ignore[arg-type]
+                   display_name=subscription.watcher_display)
+
+
+class WatcherInformation:
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        # Changes not yet sent, per winfo subscription: watcher id -> latest entry.
+        self._pending: dict[str, dict[str, Watcher]] = {}
+
+    def watcher_changed(self, subscription: Subscription, event: str) -> None:
+        """A presence subscription to a resource came, changed or ended."""
+        entry = _watcher(subscription, event)
+        for winfo in self.notifier.watchers(PACKAGE, subscription.resource):
+            self._pending.setdefault(winfo.id, {})[entry.id] = entry
+            self.notifier.refresh_one(winfo)
+
+    def render(self, winfo: Subscription) -> tuple[str, bytes]:
+        """The next watcherinfo document for *winfo*: full first, then partial."""
+        winfo.version += 1
+        changes = self._pending.pop(winfo.id, {})
+        if winfo.full_state_due:
+            winfo.full_state_due = False
+            watchers = tuple(_watcher(s, "subscribe") for s in
+                             self.notifier.watchers("presence", winfo.resource))
+            state = "full"
+        else:
+            watchers = tuple(changes.values())
+            state = "partial"
+        document = WatcherInfo(winfo.version, state,  # type: ignore[arg-type]
+                               (WatcherList(winfo.resource, "presence", watchers),))
+        if winfo.ending is not None:
+            self._pending.pop(winfo.id, None)
+        return WATCHERINFO, serialize_watcherinfo(document)
