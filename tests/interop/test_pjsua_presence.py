@@ -1,0 +1,69 @@
+"""pjsua2, a real SIP user agent, publishing and watching presence through the agent."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from tests.support.pjsua import PjsuaUA, pjsua_available
+from tests.support.server import start_server
+
+pytestmark = [pytest.mark.interop,
+              pytest.mark.skipif(not pjsua_available(), reason="pjsua2-python not installed")]
+
+
+@pytest.fixture
+def agent(tmp_path):
+    server = start_server(tmp_path)
+    yield server
+    assert server.stop() == 0
+
+
+def buddy(status=None, note=None, activity=None):
+    def match(event):
+        return (event["event"] == "buddy"
+                and (status is None or event["status"] == status)
+                and (note is None or event["note"] == note)
+                and (activity is None or event["activity"] == activity))
+    return match
+
+
+def test_pjsua_watcher_sees_a_pjsua_publisher_busy_online_and_offline(agent):
+    alice = PjsuaUA(agent.udp, "alice")
+    bob = PjsuaUA(agent.udp, "bob")
+    try:
+        uri = f"sip:alice@{agent.udp[0]}:{agent.udp[1]}"
+        alice.command(cmd="publish", online=True, activity="busy", note="In a meeting")
+        bob.command(cmd="subscribe", uri=uri)
+        seen = bob.wait_for(buddy("online", "In a meeting", "busy"))
+        assert seen["sub_state"] == "ACTIVE"
+
+        alice.command(cmd="publish", online=True, activity="unknown", note="")
+        bob.wait_for(buddy("online", "", "unknown"))
+
+        alice.command(cmd="publish", online=False, activity="unknown", note="Gone home")
+        bob.wait_for(buddy("offline", "Gone home"))
+    finally:
+        bob.close()
+        alice.close()
+
+
+def test_two_publishing_devices_compose_into_one_document(agent):
+    desk = PjsuaUA(agent.udp, "carol")
+    soft = PjsuaUA(agent.tcp, "carol", transport="tcp")
+    watcher = PjsuaUA(agent.udp, "dave")
+    try:
+        desk.command(cmd="publish", online=False, activity="unknown", note="")
+        soft.command(cmd="publish", online=True, activity="away", note="Back at 3")
+        watcher.command(cmd="subscribe", uri=f"sip:carol@{agent.udp[0]}:{agent.udp[1]}")
+        # One device closed, the other open and away: the person is open (a way to
+        # reach her exists), away, with the softphone's note.
+        watcher.wait_for(buddy("online", "Back at 3", "away"))
+        host, port = agent.http
+        metrics = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read()
+        assert b"sipresence_publications 2.0" in metrics  # both devices, one document
+    finally:
+        watcher.close()
+        soft.close()
+        desk.close()
