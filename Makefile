@@ -20,7 +20,7 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test,lint]'
+	$(BIN)/pip install -q -e '.[test,lint,media]'
 	@touch $@
 
 # apt-get runs only when a tool is missing, after an update of the package lists.
