@@ -1,0 +1,234 @@
+"""The presence agent behind the sans-IO endpoint: the whole SIP flow without sockets."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from sipresence.documents.pidf import parse_pidf
+from sipresence.documents.watcherinfo import parse_watcherinfo
+from sipresence.documents.xml import schema
+from sipresence.presence.agent import Agent
+from sipresence.sip.endpoint import Endpoint, Peer
+from sipresence.sip.message import Request, Response
+from sipresence.sip.parser import parse_datagram
+from sipresence.sip.uas import make_response
+
+PEER = Peer("UDP", "192.0.2.7", 5070, None, ("127.0.0.1", 5060))
+PIDF = """<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model"
+ xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:alice@example.com">
+ <tuple id="t1"><status><basic>{basic}</basic></status></tuple>
+ <dm:person id="p1"><rpid:activities><rpid:{activity}/></rpid:activities>
+ <dm:note>{note}</dm:note></dm:person></presence>"""
+
+
+class Phone:
+    """A fake network around one agent: every message goes through the real parser."""
+
+    def __init__(self, **agent_kwargs):
+        self.agent = Agent(**agent_kwargs)
+        self.endpoint = Endpoint(self.agent)
+        self.endpoint.add_listener("UDP", "127.0.0.1", 5060)
+        self.agent.attach(self.endpoint)
+        self.now = 0.0
+        self.branch = 0
+        self.inbox: list = []  # messages the agent sent
+        self.answered = 0  # NOTIFYs answered so far
+
+    def send(self, text: str, peer: Peer = PEER) -> None:
+        self.endpoint.receive_datagram(text.encode(), peer, self.now)
+        for transmit in self.endpoint.transmissions():
+            self.inbox.append(parse_datagram(transmit.data))
+
+    def request(self, method: str, uri: str = "sip:alice@example.com", *, headers=(),
+                body: str = "", from_uri="sip:bob@example.com", from_tag="bob1",
+                to_tag=None, call_id="c1", cseq=1, to_uri=None) -> Response:
+        self.branch += 1
+        lines = [f"{method} {uri} SIP/2.0",
+                 f"Via: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bK{self.branch};rport",
+                 f"From: <{from_uri}>;tag={from_tag}",
+                 f"To: <{to_uri or uri}>" + (f";tag={to_tag}" if to_tag else ""),
+                 f"Call-ID: {call_id}", f"CSeq: {cseq} {method}", "Max-Forwards: 70",
+                 *headers, f"Content-Length: {len(body.encode())}", "", body]
+        before = len(self.inbox)
+        self.send("\r\n".join(lines))
+        responses = [m for m in self.inbox[before:] if isinstance(m, Response)]
+        assert responses, f"no answer to {method}"
+        return responses[0]
+
+    def publish(self, basic="open", activity="busy", note="In a meeting", **kwargs):
+        body = PIDF.format(basic=basic, activity=activity, note=note)
+        headers = ["Event: presence", "Content-Type: application/pidf+xml",
+                   *kwargs.pop("headers", ())]
+        return self.request("PUBLISH", headers=headers, body=body,
+                            from_uri="sip:alice@example.com", from_tag="pub",
+                            call_id=kwargs.pop("call_id", "pub-1"), **kwargs)
+
+    def notifies(self) -> list[Request]:
+        return [m for m in self.inbox if isinstance(m, Request) and m.method == "NOTIFY"]
+
+    def answer_all(self, status: int = 200) -> None:
+        notifies = self.notifies()
+        for notify in notifies[self.answered:]:
+            self.send(make_response(notify, status).to_bytes().decode())
+        self.answered = len(notifies)
+
+
+def subscribe_headers(accept="application/pidf+xml", event="presence", expires=600):
+    out = [f"Event: {event}", f"Expires: {expires}", "Contact: <sip:bob@192.0.2.7:5070>"]
+    if accept:
+        out.append(f"Accept: {accept}")
+    return out
+
+
+def valid(body: bytes) -> bool:
+    return bool(schema().validate(etree.fromstring(body)))
+
+
+def test_publish_then_subscribe_gets_the_composed_pidf():
+    p = Phone()
+    published = p.publish()
+    assert published.status == 200 and published.headers.get("SIP-ETag")
+    assert published.headers.get("Expires") == "3600"
+    response = p.request("SUBSCRIBE", headers=subscribe_headers())
+    assert response.status == 200
+    [notify] = p.notifies()
+    assert notify.headers.get("Subscription-State") == "active;expires=600"
+    assert valid(notify.body)
+    assert b"<rpid:busy/>" in notify.body and b'xmlns="urn:ietf:params:xml:ns:pidf"' in notify.body
+    doc = parse_pidf(notify.body)
+    assert doc.entity == "sip:alice@example.com"
+    assert [t.basic for t in doc.tuples] == ["open"]
+
+
+def test_a_change_notifies_the_watcher_in_its_dialog_with_the_next_cseq():
+    p = Phone()
+    etag = p.publish().headers.get("SIP-ETag")
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    modified = p.publish(basic="closed", activity="away", note="Gone",
+                         headers=[f"SIP-If-Match: {etag}"], cseq=2)
+    assert modified.status == 200 and modified.headers.get("SIP-ETag") != etag
+    first, second = p.notifies()
+    assert second.cseq.number == first.cseq.number + 1
+    assert second.from_.tag == first.from_.tag and second.call_id == first.call_id
+    assert b"<rpid:away/>" in second.body and b"closed" in second.body
+
+
+def test_a_refresh_publish_without_body_does_not_notify():
+    p = Phone()
+    etag = p.publish().headers.get("SIP-ETag")
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    refreshed = p.request("PUBLISH", headers=["Event: presence", f"SIP-If-Match: {etag}"],
+                          from_uri="sip:alice@example.com", call_id="pub-1", cseq=2)
+    assert refreshed.status == 200
+    assert len(p.notifies()) == 1
+
+
+def test_removal_and_expiry_make_the_presentity_closed_for_its_watchers():
+    p = Phone()
+    etag = p.publish().headers.get("SIP-ETag")
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    removed = p.request("PUBLISH", headers=["Event: presence", f"SIP-If-Match: {etag}",
+                                            "Expires: 0"],
+                        from_uri="sip:alice@example.com", call_id="pub-1", cseq=2)
+    assert removed.status == 200 and removed.headers.get("Expires") == "0"
+    last = p.notifies()[-1]
+    assert [t.basic for t in parse_pidf(last.body).tuples] == ["closed"]
+
+
+def test_watchers_get_the_format_they_accept():
+    p = Phone()
+    p.publish()
+    p.request("SUBSCRIBE", headers=subscribe_headers(accept="application/xpidf+xml"),
+              call_id="x1")
+    p.request("SUBSCRIBE", headers=subscribe_headers(accept="application/cpim-pidf+xml"),
+              call_id="x2", from_tag="b2")
+    p.request("SUBSCRIBE", headers=subscribe_headers(accept=None), call_id="x3",
+              from_tag="b3")
+    xpidf, cpim, default = p.notifies()
+    assert xpidf.content_type.mime == "application/xpidf+xml" and b"<atom" in xpidf.body
+    assert cpim.content_type.mime == "application/cpim-pidf+xml" and b"<atom" in cpim.body
+    assert default.content_type.mime == "application/pidf+xml" and valid(default.body)
+
+
+def test_pres_uri_names_the_same_presentity():
+    p = Phone()
+    p.publish()
+    response = p.request("SUBSCRIBE", uri="pres:alice@example.com",
+                         to_uri="pres:alice@example.com", headers=subscribe_headers())
+    assert response.status == 200
+    assert b"<rpid:busy/>" in p.notifies()[0].body
+
+
+def test_domains_not_served_get_404():
+    p = Phone(domains=["example.com"])
+    assert p.request("SUBSCRIBE", uri="sip:eve@elsewhere.test",
+                     headers=subscribe_headers()).status == 404
+    assert p.request("SUBSCRIBE", headers=subscribe_headers(), cseq=2).status == 200
+
+
+def test_publish_errors_are_answered():
+    p = Phone()
+    assert p.request("PUBLISH", headers=["Event: dialog"],
+                     body="x").headers.get("Allow-Events") == "presence"
+    bad = p.request("PUBLISH", headers=["Event: presence", "Content-Type: application/pidf+xml"],
+                    body="<presence", cseq=2)
+    assert bad.status == 400 and bad.reason.startswith("Bad presence body")
+    assert len(p.agent.publications) == 0
+
+
+def test_options_advertises_packages_and_body_types():
+    p = Phone()
+    response = p.request("OPTIONS")
+    assert response.headers.get("Allow-Events") == "presence, presence.winfo"
+    assert "application/pidf+xml" in response.headers.get("Accept")
+    assert response.headers.get("Allow") == "OPTIONS, PUBLISH, SUBSCRIBE"
+
+
+def test_watcherinfo_full_then_partial_with_rising_versions():
+    p = Phone()
+    owner = p.request("SUBSCRIBE", from_uri="sip:alice@example.com", from_tag="own",
+                      call_id="w1", headers=[*subscribe_headers(event="presence.winfo",
+                                                                accept=None)])
+    assert owner.status == 200
+    [full] = p.notifies()
+    doc = parse_watcherinfo(full.body)
+    assert (doc.state, doc.version, doc.lists[0].watchers) == ("full", 1, ())
+    p.answer_all()
+    p.request("SUBSCRIBE", headers=subscribe_headers(), call_id="watch-1")
+    winfo = [n for n in p.notifies() if n.headers.get("Event") == "presence.winfo"]
+    partial = parse_watcherinfo(winfo[-1].body)
+    assert (partial.state, partial.version) == ("partial", 2)
+    [watcher] = partial.lists[0].watchers
+    assert (watcher.uri, watcher.status, watcher.event) == ("sip:bob@example.com", "active",
+                                                            "subscribe")
+
+
+def test_watcherinfo_is_for_the_owner_only():
+    p = Phone()
+    response = p.request("SUBSCRIBE", headers=subscribe_headers(event="presence.winfo",
+                                                                accept=None))
+    assert response.status == 403
+
+
+def test_state_in_the_journal_restores_into_a_new_agent_with_counters_intact():
+    p = Phone()
+    etag = p.publish().headers.get("SIP-ETag")
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    ops = p.agent.journal.drain()
+    publications = [obj for kind, _, obj in ops if kind == "publication" and obj]
+    subscriptions = [obj for kind, _, obj in ops if kind == "subscription" and obj]
+    assert [pub.etag for pub in publications] == [etag]
+
+    q = Phone()
+    q.agent.restore(publications, subscriptions, now=10.0)
+    q.now = 10.0
+    modified = q.publish(basic="closed", headers=[f"SIP-If-Match: {etag}"], cseq=2)
+    assert modified.status == 200  # the entity tag survived
+    [notify] = q.notifies()
+    assert notify.cseq.number == 2  # the dialog goes on where it was
+    assert notify.call_id == "c1"
