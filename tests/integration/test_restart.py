@@ -1,0 +1,108 @@
+"""Nothing lost across a restart: subscriptions, dialogs, CSeq, entity tags (issue 4.5)."""
+
+from __future__ import annotations
+
+import time
+
+from sipresence.sip.message import Request
+from sipresence.sip.uas import make_response
+from tests.support.server import start_server
+from tests.support.sip import UdpClient, request
+
+PIDF = ('<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" '
+        'xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" '
+        'xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:alice@127.0.0.1">'
+        '<tuple id="t"><status><basic>open</basic></status></tuple>'
+        '<dm:person id="p"><rpid:activities><rpid:{activity}/></rpid:activities></dm:person>'
+        '</presence>')
+
+
+def publish(client, server, activity, etag=None, cseq=1):
+    headers = "Event: presence\r\nContent-Type: application/pidf+xml\r\n"
+    if etag:
+        headers += f"SIP-If-Match: {etag}\r\n"
+    client.server = server
+    return client.ask("PUBLISH", uri="sip:alice@127.0.0.1", headers=headers, cseq=cseq,
+                      call_id="publisher", body=PIDF.format(activity=activity).encode())
+
+
+def next_notify(watcher: UdpClient) -> Request:
+    message = watcher.recv(timeout=10)
+    assert isinstance(message, Request) and message.method == "NOTIFY"
+    watcher.sock.sendto(make_response(message, 200).to_bytes(), watcher.last_source)
+    return message
+
+
+def subscribe(watcher, server):
+    watcher.server = server
+    watcher.send(request("SUBSCRIBE", server, watcher.local, uri="sip:alice@127.0.0.1",
+                         call_id="watcher-dialog",
+                         headers=("Event: presence\r\nExpires: 3600\r\n"
+                                  "Accept: application/pidf+xml\r\n"
+                                  f"Contact: <sip:bob@127.0.0.1:{watcher.local[1]}>\r\n")))
+    assert watcher.recv().status == 200
+
+
+class Watcher(UdpClient):
+    """Remembers where the last message came from, to answer NOTIFYs there."""
+
+    def recv(self, timeout: float = 5.0):
+        self.sock.settimeout(timeout)
+        data, self.last_source = self.sock.recvfrom(65535)
+        from sipresence.sip.parser import parse_datagram
+
+        return parse_datagram(data)
+
+
+def test_after_a_restart_the_watcher_gets_the_next_notify_in_its_old_dialog(tmp_path):
+    db = str(tmp_path / "state.sqlite3")
+    server = start_server(tmp_path, listen=("udp:127.0.0.1:0",), http=None, db=db)
+    publisher = UdpClient(server.udp)
+    watcher = Watcher(server.udp)
+    try:
+        first = publish(publisher, server.udp, "busy")
+        assert first.status == 200
+        etag = first.headers.get("SIP-ETag")
+        subscribe(watcher, server.udp)
+        before = next_notify(watcher)
+        assert b"<rpid:busy/>" in before.body
+        assert server.stop() == 0
+
+        server = start_server(tmp_path, listen=("udp:127.0.0.1:0",), http=None, db=db)
+        server.wait_for_line("restored 1 publications and 1 subscriptions")
+        modified = publish(publisher, server.udp, "away", etag=etag, cseq=2)
+        assert modified.status == 200  # the entity tag survived the restart
+        after = next_notify(watcher)
+        assert (after.call_id, after.from_.tag, after.to.tag) == (
+            before.call_id, before.from_.tag, before.to.tag)
+        assert after.cseq.number == before.cseq.number + 1
+        assert b"<rpid:away/>" in after.body
+    finally:
+        publisher.close()
+        watcher.close()
+        server.stop()
+
+
+def test_after_a_crash_counters_jump_ahead_instead_of_going_back(tmp_path):
+    db = str(tmp_path / "state.sqlite3")
+    server = start_server(tmp_path, listen=("udp:127.0.0.1:0",), http=None, db=db)
+    publisher = UdpClient(server.udp)
+    watcher = Watcher(server.udp)
+    try:
+        etag = publish(publisher, server.udp, "busy").headers.get("SIP-ETag")
+        subscribe(watcher, server.udp)
+        before = next_notify(watcher)
+        time.sleep(0.5)  # let the writer thread commit
+        server.proc.kill()
+        server.proc.wait()
+
+        server = start_server(tmp_path, listen=("udp:127.0.0.1:0",), http=None, db=db)
+        server.wait_for_line("after an unclean stop")
+        assert publish(publisher, server.udp, "away", etag=etag, cseq=2).status == 200
+        after = next_notify(watcher)
+        assert after.call_id == before.call_id
+        assert after.cseq.number > before.cseq.number + 100
+    finally:
+        publisher.close()
+        watcher.close()
+        server.stop()
