@@ -28,6 +28,7 @@ __all__ = [
     "parse_accept",
     "parse_tokens",
     "is_token",
+    "is_digits",
     "quote",
 ]
 
@@ -51,6 +52,11 @@ _MEDIA_RE = re.compile(
 MAX_CSEQ = 2**31 - 1
 _BARE_ADDR_BAD = re.compile(r'[ \t?,">]').search
 _BRACKETED_BAD = re.compile(r'[ \t<"]').search
+
+
+def is_digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "²", which int() then refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def is_token(text: str) -> bool:
@@ -306,7 +312,7 @@ def _check_via_params(params: dict[str, str | None]) -> None:
         except URIError:
             raise HeaderError("Bad Via received") from None
     rport = params.get("rport")
-    if rport is not None and (not rport.isdigit() or int(rport) > 65535):
+    if rport is not None and (not is_digits(rport) or int(rport) > 65535):
         raise HeaderError("Bad Via rport")
 
 

@@ -18,6 +18,7 @@ from .headers import (
     MediaType,
     NameAddr,
     Via,
+    is_digits,
     parse_cseq,
     parse_media_type,
     parse_name_addr,
@@ -246,7 +247,7 @@ class Message:
             value = self._single("max-forwards")
             if value is not None:
                 value = value.strip()
-                if not value.isdigit() or int(value) > 255:
+                if not is_digits(value) or int(value) > 255:
                     raise HeaderError("Max-Forwards out of range")
             self._cache["max-forwards"] = None if value is None else int(value)
         return self._cache["max-forwards"]
@@ -258,7 +259,7 @@ class Message:
             value = self._single("expires")
             if value is not None:
                 value = value.strip()
-                if not value.isdigit() or int(value) > MAX_EXPIRES:
+                if not is_digits(value) or int(value) > MAX_EXPIRES:
                     raise HeaderError("Bad Expires")
             self._cache["expires"] = None if value is None else int(value)
         return self._cache["expires"]
@@ -297,6 +298,10 @@ class Message:
 def _single_address(value: str, name: str) -> NameAddr:
     parts = split_commas(value)
     if len(parts) != 1:
+        if "<" not in parts[0] and ":" not in parts[0]:
+            # Not an address but the start of an unquoted display name with a comma
+            # (RFC 4475 baddn: ``From: Bell, Alexander <sip:...>``).
+            raise HeaderError(f"Unquoted display name in {name}")
         raise HeaderError(f"Multiple {name} values")
     try:
         return parse_name_addr(parts[0])

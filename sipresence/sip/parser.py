@@ -34,8 +34,12 @@ __all__ = [
 
 MAX_MESSAGE_SIZE = 65535
 _REQUEST_LINE_RE = re.compile(f"([{TOKEN_CHARS}]+) ([^ \\t]+) ([Ss][Ii][Pp]/[0-9]+\\.[0-9]+)\\Z")
+_LENIENT_REQUEST_LINE_RE = re.compile(
+    f"([{TOKEN_CHARS}]+) +([^ \\t]+) +([Ss][Ii][Pp]/[0-9]+\\.[0-9]+)[ \\t]*\\Z")
+_VERSION_RE = re.compile(r"[Ss][Ii][Pp]/[0-9]+\.[0-9]+\Z")
 _STATUS_LINE_RE = re.compile(r"([Ss][Ii][Pp]/[0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?\Z", re.S)
 _VERSION = "SIP/2.0"
+_BARE_CR_RE = re.compile(r"\r(?!\n)")
 _is_token = re.compile(f"[{TOKEN_CHARS}]+\\Z").match
 
 
@@ -78,12 +82,24 @@ _NAME_KEYS: dict[str, str] = {}
 _NAME_KEYS_MAX = 4096
 
 
-def _split_lines(head: str) -> list[str]:
-    # Lenient in: bare LF line ends are accepted as well as CRLF.
-    if head.count("\n") != head.count("\r\n"):
-        head = head.replace("\r\n", "\n")
-        return head.split("\n")
-    return head.split("\r\n")
+def _split_lines(head: str) -> tuple[list[str], str | None]:
+    """Split a header section into lines; the second item is the reason it is bad, if it is.
+
+    Lenient in: bare LF line ends are accepted as well as CRLF.  A CR that ends no line
+    is an error (RFC 3261 7: CR and LF only as CRLF): another parser would see a line end
+    there, and an answer that copies the field (Call-ID, Via...) would carry it on, so it
+    becomes a space and the message a 400.  All CRLF, the usual case, costs a split and
+    two counts.
+    """
+    lines = head.split("\r\n")
+    ends = len(lines) - 1
+    if head.count("\n") == ends and head.count("\r") == ends:
+        return lines, None
+    error = None
+    if head.count("\r") != head.count("\r\n"):
+        head = _BARE_CR_RE.sub(" ", head)
+        error = "Bare CR in header section"
+    return head.replace("\r\n", "\n").split("\n"), error
 
 
 def _fast_header_lines(lines: list[str], fields: dict[str, list[str]]) -> bool:
@@ -143,18 +159,42 @@ def _parse_header_lines(lines: list[str], fields: dict[str, list[str]]) -> str |
     return error
 
 
+def _lenient_request_line(start: str, headers: Headers) -> re.Match[str]:
+    """The slow path for a Request-Line that is not ``Method SP Request-URI SP SIP-Version``.
+
+    Runs of SP between the elements and white space after the version (RFC 4475
+    ``lwsstart``, ``trws``) are accepted: the elements are still unambiguous, and the
+    line is never forwarded.  Anything else is a 400; the method is recovered when it
+    can be, so that the endpoint has a request to answer instead of dropping it and
+    leaving the client to retransmit (RFC 4475 ``lwsruri``: "should respond with a 400").
+    """
+    m = _LENIENT_REQUEST_LINE_RE.match(start)
+    if m:
+        return m
+    method, _, rest = start.partition(" ")
+    if not _is_token(method):
+        raise ParseError("Malformed Request-Line", 400, Request("", "", headers))
+    rest = rest.strip(" \t")
+    uri, _, version = rest.rpartition(" ")
+    if uri and _VERSION_RE.match(version):
+        reason = "Whitespace in Request-URI"
+    else:
+        uri, reason = rest, "Malformed Request-Line"
+    raise ParseError(reason, 400, Request(method, uri, headers))
+
+
 def parse_head(head: str) -> Message:
     """Parse a start line and header fields (no body) into a Request or Response.
 
     Header field names are tokens; white space may precede the colon (``TO :``).
     Continuation lines (folding) are joined with one space.
     """
-    lines = _split_lines(head)
+    lines, error = _split_lines(head)
     headers = Headers()
-    error: str | None = None
     if not _fast_header_lines(lines, headers._fields):
         headers._fields.clear()
-        error = _parse_header_lines(lines, headers._fields)
+        line_error = _parse_header_lines(lines, headers._fields)
+        error = error or line_error
     start = lines[0]
     message: Message
     if start[:4].upper() == "SIP/":
@@ -168,10 +208,7 @@ def parse_head(head: str) -> Message:
         if not 100 <= status <= 699:
             raise ParseError("Bad status code", 400, message)
     else:
-        m = _REQUEST_LINE_RE.match(start)
-        if not m:
-            message = Request("", "", headers)
-            raise ParseError("Malformed Request-Line", 400, message)
+        m = _REQUEST_LINE_RE.match(start) or _lenient_request_line(start, headers)
         message = Request(m.group(1), m.group(2), headers)
         if m.group(3).upper() != _VERSION:
             raise ParseError("Version Not Supported", 505, message)
@@ -189,7 +226,7 @@ def _content_length(message: Message) -> int | None:
     text = values[0].strip(" \t")
     if text.startswith("-"):
         raise ParseError("Negative Content-Length", 400, message)
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ParseError("Bad Content-Length", 400, message)
     return int(text)
 
@@ -310,10 +347,12 @@ def validate(message: Message) -> None:
     be absent (RFC 2543 clients, RFC 4475 ``inv2543``); everything else is required.
     """
     try:
-        # Each view parses and checks its header on first use (and caches it).
+        # Each view parses and checks its header on first use (and caches it).  CSeq
+        # comes first: when several fields are bad, its error is the one to report
+        # (RFC 4475 scalar02: "respond with a 400 Bad Request due to the CSeq error").
+        cseq = message.cseq
         _ = (message.call_id, message.from_, message.to, message.top_via,
              message.max_forwards, message.expires, message.content_type)
-        cseq = message.cseq
         if isinstance(message, Request):
             if cseq.method != message.method:
                 raise HeaderError("CSeq method does not match request method")

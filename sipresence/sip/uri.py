@@ -33,12 +33,13 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")
 # hostname = *( domainlabel "." ) toplabel [ "." ]; a toplabel starts with a letter.
 _HOSTNAME_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
                           r"[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?\Z")
-_IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\Z")
+_IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\Z")
 # unreserved / escaped / user-unreserved, and ':' for the password.
 _USERINFO_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/:]|%[0-9A-Fa-f]{2})*\Z")
 # paramchar = param-unreserved / unreserved / escaped; lenient: also ',' and '@' seen in the wild.
 _PARAM_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$@,]|%[0-9A-Fa-f]{2})*\Z")
 _NOT_IN_URI = re.compile(r'[ \t\r\n<>"]').search
+_BARE_IPV6_RE = re.compile(r"[0-9A-Fa-f:.]+\Z")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 _BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -71,9 +72,15 @@ def parse_host(text: str) -> str:
         if text[-1] != "]":
             raise URIError("Unterminated IPv6 reference")
         try:
-            return "[" + ipaddress.IPv6Address(text[1:-1]).compressed + "]"
+            address = ipaddress.IPv6Address(text[1:-1])
         except ValueError:
             raise URIError("Bad IPv6 reference") from None
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            # RFC 5952 section 5: IPv4-mapped addresses keep the dotted quad, as the
+            # socket layer reports them (and as Python >= 3.13 prints them).
+            return f"[::ffff:{mapped}]"
+        return "[" + address.compressed + "]"
     if _IPV4_RE.match(text):
         if any(int(octet) > 255 for octet in text.split(".")):
             raise URIError("Bad IPv4 address")
@@ -104,12 +111,15 @@ def split_hostport(text: str) -> tuple[str, int | None]:
         return parse_host(host), _parse_port(rest[1:])
     host, sep, port = text.partition(":")
     if sep:
+        if ":" in port and _BARE_IPV6_RE.match(text):
+            # RFC 5118 4.2: an IPv6 address must be a bracketed IPv6reference here.
+            raise URIError("IPv6 address without brackets")
         return parse_host(host), _parse_port(port)
     return parse_host(host), None
 
 
 def _parse_port(text: str) -> int:
-    if not text.isdigit() or len(text) > 5 or int(text) > 65535:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
         raise URIError("Bad port")
     return int(text)
 
@@ -211,6 +221,8 @@ def parse_uri(text: str) -> URI:
     """
     scheme, sep, rest = text.partition(":")
     if not sep or not _SCHEME_RE.match(scheme):
+        if text[:1] == "<":
+            raise URIError("URI enclosed in <>")  # RFC 4475 ltgtruri
         raise URIError("Bad URI scheme")
     if not rest or _NOT_IN_URI(rest):
         raise URIError("Bad URI")
