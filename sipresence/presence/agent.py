@@ -69,6 +69,8 @@ class Agent:
             forget=lambda s: self.journal.delete("subscription", s.id),
             notify_retries=config.notify_retries, retry_delay=config.retry_delay)
         self.watcherinfo = WatcherInformation(self.notifier)
+        self._capabilities: tuple[tuple[tuple[str, ...], tuple[str, ...]],
+                                  list[tuple[str, str]]] | None = None
         self.handlers: dict[str, Handler] = {
             "OPTIONS": self._options,
             "PUBLISH": self._publish,
@@ -92,11 +94,18 @@ class Agent:
         return types
 
     def capabilities(self) -> list[tuple[str, str]]:
-        """Allow, Accept, Allow-Events and Supported, as OPTIONS answers them."""
-        return [("Allow", ", ".join(self.allowed_methods)),
-                ("Accept", ", ".join(self.accept)),
-                ("Allow-Events", ", ".join(self.packages)),
-                ("Supported", ", ".join(self.supported))]
+        """Allow, Accept, Allow-Events and Supported, as OPTIONS answers them.
+
+        Built once per set of handlers and packages: OPTIONS pings are frequent."""
+        key = (tuple(self.handlers), tuple(self.packages))
+        if self._capabilities is None or self._capabilities[0] != key:
+            headers = [("Allow", ", ".join(self.allowed_methods)),
+                       ("Accept", ", ".join(self.accept)),
+                       ("Allow-Events", ", ".join(self.packages)),
+                       ("Supported", ", ".join(self.supported)),
+                       ("Server", self.user_agent)]
+            self._capabilities = (key, headers)
+        return self._capabilities[1]
 
     # -- requests ------------------------------------------------------------------------
     def handle_request(self, request: Request, peer: Peer, now: float) -> Response | None:
@@ -107,8 +116,7 @@ class Agent:
         self.notifier.flush(now)
 
     def _options(self, request: Request, peer: Peer, now: float) -> Response:
-        return make_response(request, 200, headers=[*self.capabilities(),
-                                                    ("Server", self.user_agent)])
+        return make_response(request, 200, headers=self.capabilities())
 
     def _resource(self, request: Request) -> str:
         """The presentity a request is for: its Request-URI as an address of record.
