@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from . import options, parser
+from . import options, parser, presence
 
-BENCHMARKS = {"parser": parser.main, "options": options.main}
+BENCHMARKS = {"parser": parser.main, "options": options.main, "presence": presence.main}
 
 
 def main(argv: list[str]) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .presence.agent import AgentConfig
 from .sip.transaction import TimerConfig
 
 __all__ = ["ConfigError", "ListenAddress", "Config", "parse_listen", "parse_hostport", "load"]
@@ -70,9 +71,12 @@ class Config:
     log_format: str = "text"
     log_level: str = "info"
     tcp_idle_timeout: float = 300.0
+    udp_buffer: int = 4 << 20
     timers: TimerConfig = field(default_factory=TimerConfig)
     tls_certificate: str | None = None
     tls_key: str | None = None
+    gc_tuning: bool = True
+    presence: AgentConfig = field(default_factory=AgentConfig)
 
     def check(self) -> None:
         if not self.listen:
@@ -81,6 +85,8 @@ class Config:
             raise ConfigError(f"log format must be one of {', '.join(LOG_FORMATS)}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        if self.presence.min_expires > self.presence.max_expires:
+            raise ConfigError("presence.min_expires is larger than presence.max_expires")
         if self.tcp_idle_timeout <= 0:
             raise ConfigError("sip.tcp_idle_timeout must be positive")
         if any(a.transport == "tls" for a in self.listen) and not (
@@ -104,6 +110,22 @@ def _set_timer(config: Config, name: str, value: Any) -> None:
 def _strings(value: Any, what: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{what} must be a list of strings")
+    return value
+
+
+def _presence(name: str, kind: type) -> Any:
+    def setter(config: Config, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"presence.{name} must be a number of at least 0")
+        values = {f.name: getattr(config.presence, f.name) for f in fields(AgentConfig)}
+        values[name] = kind(value)
+        config.presence = AgentConfig(**values)
+    return setter
+
+
+def _boolean(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} must be true or false")
     return value
 
 
@@ -134,6 +156,16 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "t2": _timer("t2"),
         "t4": _timer("t4"),
         "tcp_idle_timeout": lambda c, v: setattr(c, "tcp_idle_timeout", float(v)),
+        "udp_buffer": lambda c, v: setattr(c, "udp_buffer", int(v)),
+    },
+    "presence": {
+        "min_expires": _presence("min_expires", int),
+        "max_expires": _presence("max_expires", int),
+        "notify_retries": _presence("notify_retries", int),
+        "retry_delay": _presence("retry_delay", float),
+    },
+    "runtime": {
+        "gc_tuning": lambda c, v: setattr(c, "gc_tuning", _boolean(v, "runtime.gc_tuning")),
     },
     "tls": {
         "certificate": lambda c, v: setattr(c, "tls_certificate", _string(v, "tls.certificate")),

@@ -51,7 +51,20 @@ class SipDatagramProtocol(DatagramProtocol):
         return True
 
 
-def listen_udp(reactor: IReactorUDP, driver: Driver, host: str, port: int) -> Any:
-    """Bind a UDP listener; returns the Twisted port (``getHost()`` tells the real port)."""
-    return reactor.listenUDP(port, SipDatagramProtocol(driver, host), interface=host,
-                             maxPacketSize=65535)
+def listen_udp(reactor: IReactorUDP, driver: Driver, host: str, port: int,
+               buffer_size: int = 4 << 20) -> Any:
+    """Bind a UDP listener; returns the Twisted port (``getHost()`` tells the real port).
+
+    The socket buffers are enlarged: a fan-out sends a thousand NOTIFYs at once and a
+    thousand 200s come back at once, far more than the kernel's default 208 KB holds.
+    The kernel caps the size at ``net.core.rmem_max`` / ``wmem_max``.
+    """
+    listening = reactor.listenUDP(port, SipDatagramProtocol(driver, host), interface=host,
+                                  maxPacketSize=65535)
+    sock = listening.getHandle()  # type: ignore[attr-defined]  # udp.Port has it
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, buffer_size)
+        except OSError as exc:
+            log.warn("cannot size the UDP socket buffer: {exc}", exc=exc)
+    return listening

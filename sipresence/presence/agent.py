@@ -14,6 +14,7 @@ application layer drains it into the store after each input.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from ..sip.endpoint import Endpoint, Peer
 from ..sip.headers import HeaderError
@@ -32,17 +33,20 @@ __all__ = ["Agent", "AgentConfig"]
 Handler = Callable[[Request, Peer, float], Response | None]
 
 
+@dataclass(frozen=True)
 class AgentConfig:
-    """Limits and behaviour the operator can set (defaults follow the RFCs)."""
+    """Limits and behaviour the operator can set (``[presence]`` in the config file).
 
-    def __init__(self, *, min_expires: int = 60, max_expires: int = 86400,
-                 publish_max_expires: int = 86400, notify_retries: int = 2,
-                 retry_delay: float = 1.0) -> None:
-        self.min_expires = min_expires
-        self.max_expires = max_expires
-        self.publish_max_expires = publish_max_expires
-        self.notify_retries = notify_retries
-        self.retry_delay = retry_delay
+    ``min_expires`` and ``max_expires`` bound PUBLISH and SUBSCRIBE expiries (shorter
+    gets 423 with Min-Expires, longer is cut down); a NOTIFY answered 408 or 503, or
+    not at all, is sent again ``notify_retries`` times, ``retry_delay`` seconds apart,
+    before the subscription is given up.
+    """
+
+    min_expires: int = 60
+    max_expires: int = 86400
+    notify_retries: int = 2
+    retry_delay: float = 1.0
 
 
 class Agent:
@@ -226,9 +230,8 @@ class Agent:
         self.notifier.flush(now)
 
     def restore(self, publications: Iterable[Publication],
-                subscriptions: Iterable[Subscription], now: float, *, margin: int = 0) -> None:
-        """Load stored state.  After an unclean stop, counters move on by *margin* so
-        that no watcher ever sees a CSeq or a document version go back."""
+                subscriptions: Iterable[Subscription], now: float) -> None:
+        """Load stored state (counters come back as the reservations the store held)."""
         for publication in publications:
             package = self.packages.get(publication.package)
             if package is None or package.parse is None:
@@ -241,8 +244,6 @@ class Agent:
         for subscription in subscriptions:
             if subscription.package not in self.packages:
                 continue
-            subscription.local_cseq += margin
-            subscription.version += margin
             self.notifier.restore(subscription)
         # What expired while the agent was down expires now, and its watchers hear it.
         self.handle_timer(now)

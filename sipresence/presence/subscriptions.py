@@ -43,6 +43,10 @@ __all__ = ["SubState", "Subscription", "Notifier", "SubscribeError", "agent_cont
            "parse_event"]
 
 
+# How far ahead counters are reserved in the store (see Subscription).
+COUNTER_BLOCK = 100
+
+
 class SubState(enum.Enum):
     PENDING = "pending"
     ACTIVE = "active"
@@ -62,6 +66,13 @@ _TRANSITIONS: dict[tuple[SubState, str], SubState] = {
 @dataclass(slots=True)
 class Subscription:
     """One subscription: its dialog, its state and its counters (all persisted).
+
+    The counters are persisted as *reservations*: :attr:`stored_counters` says up to
+    which CSeq and document version the store already vouches, and the store writes
+    that rather than the current value.  A counter passing its reservation reserves
+    :data:`COUNTER_BLOCK` more, so a steady stream of NOTIFYs writes one row per
+    block, and after any restart (clean or crash) counting resumes above every value
+    ever sent: phones ignore NOTIFYs whose CSeq or version goes back (INTEROP.md).
 
     The fields after ``version`` are runtime only and start fresh after a restart.
     """
@@ -92,11 +103,20 @@ class Subscription:
     created_at: float
     version: int = 0
     # -- runtime only --
+    stored_counters: tuple[int, int] = field(default=(0, 0), compare=False)
     in_flight: bool = field(default=False, compare=False)
     dirty: bool = field(default=False, compare=False)
     failures: int = field(default=0, compare=False)
     ending: str | None = field(default=None, compare=False)  # reason of a pending termination
     full_state_due: bool = field(default=True, compare=False)
+
+    def reserve_counters(self) -> bool:
+        """Reserve a new block when a counter passed the stored one; True if it did."""
+        cseq, version = self.stored_counters
+        if self.local_cseq <= cseq and self.version <= version:
+            return False
+        self.stored_counters = (self.local_cseq + COUNTER_BLOCK, self.version + COUNTER_BLOCK)
+        return True
 
     @property
     def dialog_key(self) -> tuple[str, str, str, str, str | None]:
@@ -365,8 +385,8 @@ class Notifier:
         if content is not None:
             headers.add("Content-Type", content[0])
             request.body = content[1]
-        if ending is None:
-            self.persist(subscription)  # the CSeq (and document version) moved on
+        if ending is None and subscription.reserve_counters():
+            self.persist(subscription)
         subscription.in_flight = True
         self.send(request, self._destination(subscription), now,
                   lambda response, when: self._answered(subscription, response, when))

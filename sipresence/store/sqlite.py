@@ -4,8 +4,9 @@ The reactor thread never waits for the disk.  It hands each batch of journal
 operations, already turned into plain rows, to a bounded queue; one writer thread
 takes everything queued, writes it in a single transaction and commits.  At
 shutdown the queue is drained and the database marked cleanly closed; a start that
-finds no such mark knows the last batches may be lost, and callers move every CSeq
-and document version forward by a margin so that watchers never see one go back.
+finds no such mark knows the last batches may be lost.  Counters are stored as
+reservations ahead of their values (see ``Subscription``), so a lost batch never
+makes a CSeq or a document version go back.
 """
 
 from __future__ import annotations
@@ -68,12 +69,14 @@ def publication_row(p: Publication) -> tuple[object, ...]:
 
 
 def subscription_row(s: Subscription) -> tuple[object, ...]:
+    """The row of a subscription; its counters as reserved (see Subscription)."""
     local_host, local_port = s.local if s.local is not None else (None, None)
+    cseq, version = s.stored_counters
     return (s.id, s.package, s.resource, s.event_id, s.watcher, s.watcher_display,
             s.call_id, s.local_tag, s.remote_tag, s.local_uri, s.remote_uri,
-            s.remote_target, json.dumps(s.route_set), s.local_cseq, s.remote_cseq,
+            s.remote_target, json.dumps(s.route_set), max(s.local_cseq, cseq), s.remote_cseq,
             s.transport, s.host, s.port, local_host, local_port, s.content_type,
-            s.state.value, s.expires_at, s.created_at, s.version)
+            s.state.value, s.expires_at, s.created_at, max(s.version, version))
 
 
 _ROWS: dict[str, Callable[[Any], tuple[object, ...]]] = {
@@ -117,7 +120,9 @@ class SqliteStore:
             values["local"] = (local_host, local_port) if local_host is not None else None
             values["route_set"] = json.loads(values["route_set"])
             values["state"] = SubState(values["state"])
-            subscriptions.append(Subscription(connection=None, **values))
+            subscription = Subscription(connection=None, **values)
+            subscription.stored_counters = (subscription.local_cseq, subscription.version)
+            subscriptions.append(subscription)
         self._set_meta("clean_shutdown", "0")
         return Snapshot(publications, subscriptions, clean)
 

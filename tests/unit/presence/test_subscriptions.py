@@ -235,3 +235,23 @@ def test_responses_echo_the_agent_contact_for_tcp_with_transport():
     response = h.notifier.subscribe(request, peer, ALICE, 0.0)
     assert isinstance(response, Response)
     assert response.headers.get("Contact") == "<sip:127.0.0.1:5060;transport=tcp>"
+
+
+def test_counters_are_persisted_as_reservations_above_every_value_sent():
+    from sipresence.presence.subscriptions import COUNTER_BLOCK
+    from sipresence.store.sqlite import subscription_row
+
+    h = Harness()
+    h.subscribe(subscribe())
+    writes = len(h.persisted)
+    sent = [h.sent[0][0].cseq.number]
+    for i in range(COUNTER_BLOCK + 5):
+        h.answer(len(h.sent) - 1, 200, now=1.0 + i)
+        h.state = i
+        h.notifier.changed("presence", ALICE)
+        h.notifier.flush(1.0 + i)
+        sent.append(h.sent[-1][0].cseq.number)
+    assert sent == list(range(1, COUNTER_BLOCK + 7))  # CSeq rises by one per NOTIFY
+    assert len(h.persisted) - writes == 1  # one more write, when the block ran out
+    stored_cseq = subscription_row(h.persisted[-1])[13]
+    assert stored_cseq > max(sent)  # a restart resumes above everything sent

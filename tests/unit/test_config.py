@@ -1,0 +1,57 @@
+"""Configuration: TOML file, flags on top, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from sipresence.cli import _parser, build_config
+from sipresence.config import ConfigError, ListenAddress, load, parse_listen
+
+
+def write(tmp_path, text):
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_follow_the_cli_contract():
+    config = build_config(_parser().parse_args(["serve"]))
+    assert config.listen == [ListenAddress("udp", "127.0.0.1", 5060),
+                             ListenAddress("tcp", "127.0.0.1", 5060)]
+    assert config.http == ("127.0.0.1", 8080)
+    assert config.db == "var/sipresence.sqlite3" and config.domains == []
+
+
+def test_file_then_flags(tmp_path):
+    path = write(tmp_path, '[server]\nlisten = ["udp:[::1]:5070"]\ndomains = ["a.example"]\n'
+                           '[presence]\nmin_expires = 120\nnotify_retries = 5\n'
+                           '[sip]\nt1 = 0.25\n[log]\nformat = "json"\n')
+    config = build_config(_parser().parse_args(
+        ["serve", "--config", path, "--domain", "b.example", "--http", "off"]))
+    assert config.listen == [ListenAddress("udp", "::1", 5070)]
+    assert config.domains == ["b.example"]  # the flag wins
+    assert config.http is None
+    assert (config.presence.min_expires, config.presence.notify_retries) == (120, 5)
+    assert config.timers.t1 == 0.25 and config.log_format == "json"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[server]\nlisten = \"udp:1.2.3.4:5\"\n", "server.listen must be a list"),
+    ("[sever]\n", "unknown section [sever]"),
+    ("[presence]\nmin_expire = 1\n", "unknown setting presence.min_expire"),
+    ("[presence]\nmin_expires = -1\n", "presence.min_expires must be a number"),
+    ("[presence]\nmin_expires = 100\nmax_expires = 50\n", "larger than presence.max_expires"),
+    ("[runtime]\ngc_tuning = \"yes\"\n", "runtime.gc_tuning must be true or false"),
+    ("[sip\n", "Expected"),
+])
+def test_bad_files_are_reported(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
+        build_config(_parser().parse_args(["serve", "--config", write(tmp_path, text)]))
+
+
+def test_listen_syntax():
+    assert parse_listen("tls:[2001:db8::1]:5061") == ListenAddress("tls", "2001:db8::1", 5061)
+    with pytest.raises(ConfigError):
+        parse_listen("udp:localhost")
+    with pytest.raises(ConfigError):
+        load("/nonexistent/agent.toml")
