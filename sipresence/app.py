@@ -13,6 +13,7 @@ import gc
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import IO, Any
@@ -253,21 +254,40 @@ class RestoreService(_service_base()):  # type: ignore[misc]
         snapshot.subscriptions.clear()
         self.driver.flush()
         if self.gc_tuning:
-            tune_gc()
+            tune_gc(self.driver.reactor)
 
 
-def tune_gc() -> None:
-    """Keep the cyclic collector out of the latency tail (DESIGN.md).
+def tune_gc(reactor: Any) -> None:
+    """Keep the cyclic collector out of the latency tail (DESIGN.md), as measured.
 
-    Everything alive after start-up (code, restored state) goes to the permanent
-    generation, which collections do not scan; a larger generation-0 threshold makes
-    young collections rarer.  Reference counting still frees objects as before; only
-    reference cycles among the frozen objects would stay, and the agent's long-lived
-    state has none it drops.
+    Everything alive is moved to the permanent generation (never scanned) at start
+    and again every 5 s, so full collections never walk 100,000 subscriptions; young
+    collections stay small (threshold 2,000).  Measured on SIPp PUBLISH and SUBSCRIBE
+    at 1,000/s: p99 8-16 ms, against 20-30 ms with one freeze and a 50,000 threshold,
+    and 70-250 ms with the defaults.  Reference counting frees objects as before; only
+    garbage *cycles* could hide among frozen objects, so once an hour everything is
+    unfrozen and collected in full, and that pause is logged.
     """
+    from twisted.internet import task
+    from twisted.logger import Logger
+
+    log = Logger(namespace="sipresence.gc")
+
+    def full_collection() -> None:
+        started = time.perf_counter()
+        gc.unfreeze()
+        found = gc.collect()
+        gc.freeze()
+        log.info("full garbage collection: {found} unreachable objects, {ms:.0f} ms",
+                 found=found, ms=(time.perf_counter() - started) * 1000)
+
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(2000, 10, 10)
+    for function, interval in ((gc.freeze, 5.0), (full_collection, 3600.0)):
+        loop = task.LoopingCall(function)
+        loop.clock = reactor
+        loop.start(interval, now=False)
 
 
 class DriverService(_service_base()):  # type: ignore[misc]
