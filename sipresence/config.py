@@ -72,6 +72,8 @@ class Config:
     log_level: str = "info"
     tcp_idle_timeout: float = 300.0
     udp_buffer: int = 4 << 20
+    overload_lag: float = 0.25
+    overload_retry_after: int = 5
     timers: TimerConfig = field(default_factory=TimerConfig)
     tls_certificate: str | None = None
     tls_key: str | None = None
@@ -157,6 +159,8 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "t4": _timer("t4"),
         "tcp_idle_timeout": lambda c, v: setattr(c, "tcp_idle_timeout", float(v)),
         "udp_buffer": lambda c, v: setattr(c, "udp_buffer", int(v)),
+        "overload_lag": lambda c, v: setattr(c, "overload_lag", float(v)),
+        "overload_retry_after": lambda c, v: setattr(c, "overload_retry_after", int(v)),
     },
     "presence": {
         "min_expires": _presence("min_expires", int),

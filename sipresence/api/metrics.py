@@ -47,6 +47,12 @@ class SipCollector(Collector):
         yield CounterMetricFamily("sipresence_sip_retransmissions_absorbed",
                                   "Request retransmissions answered by the transaction layer",
                                   value=stats.retransmissions_absorbed)
+        yield CounterMetricFamily("sipresence_sip_shed",
+                                  "New requests answered 503 while overloaded",
+                                  value=stats.shed)
+        yield GaugeMetricFamily("sipresence_sip_overloaded",
+                                "1 while new requests are being shed",
+                                value=int(self.endpoint.overloaded))
         yield CounterMetricFamily("sipresence_sip_transaction_timeouts",
                                   "Client or INVITE server transactions that timed out",
                                   value=stats.timeouts)

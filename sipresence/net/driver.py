@@ -63,8 +63,6 @@ class Driver:
         self.connectors: dict[str, Callable[[Peer], defer.Deferred[SipStreamProtocol]]] = {}
         self._connecting: dict[tuple[str, str, int], list[defer.Deferred[SipStreamProtocol]]] = {}
         self._next_connection = 1
-        # Called after every flush: the store takes what the core changed.
-        self.after_flush: list[Callable[[], None]] = []
 
     def now(self) -> float:
         return self.reactor.seconds()
@@ -103,8 +101,6 @@ class Driver:
         """Send everything queued and re-arm the timer; call after every input."""
         for transmit in self.endpoint.transmissions():
             self._send(transmit)
-        for hook in self.after_flush:
-            hook()
         self._arm()
 
     def _send(self, transmit: Transmit) -> None:
@@ -197,7 +193,38 @@ class Driver:
             timed.handle_timer(now)
         self.flush()
 
+    # -- overload ----------------------------------------------------------------------
+    def watch_load(self, interval: float = 0.05, max_lag: float = 0.25,
+                   hold: float = 1.0) -> None:
+        """Tell the endpoint it is overloaded while the reactor runs late.
+
+        A timer that fires *max_lag* later than asked means input is queueing faster
+        than it is handled; from then until *hold* seconds after the lag is gone, new
+        requests get 503 (sheds load instead of collapsing under retransmissions).
+        """
+        self._load = (interval, max_lag, hold)
+        self._overloaded_until = 0.0
+        self._tick_call = self.reactor.callLater(interval, self._tick, self.now() + interval)
+
+    def _tick(self, expected: float) -> None:
+        interval, max_lag, hold = self._load
+        now = self.now()
+        if now - expected > max_lag:
+            if not self.endpoint.overloaded:
+                log.warn("overloaded: running {lag:.0f} ms late, answering new requests 503",
+                         lag=(now - expected) * 1000)
+            self._overloaded_until = now + hold
+            self.endpoint.overloaded = True
+        elif self.endpoint.overloaded and now >= self._overloaded_until:
+            log.info("load back to normal ({shed} requests shed so far)",
+                     shed=self.endpoint.stats.shed)
+            self.endpoint.overloaded = False
+        self._tick_call = self.reactor.callLater(interval, self._tick, now + interval)
+
     def stop(self) -> None:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
+        tick = getattr(self, "_tick_call", None)
+        if tick is not None and tick.active():
+            tick.cancel()

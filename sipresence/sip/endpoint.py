@@ -110,6 +110,7 @@ class EndpointStats:
     responses_received: Counter[int] = field(default_factory=Counter)
     malformed: Counter[str] = field(default_factory=Counter)
     retransmissions_absorbed: int = 0
+    shed: int = 0
     timeouts: int = 0
     transport_errors: int = 0
 
@@ -150,6 +151,10 @@ class Endpoint:
         self.timers = timers
         self.schemes = frozenset(schemes)
         self.stats = EndpointStats()
+        # Set by the network layer while it cannot keep up (see Driver): new requests
+        # are then answered 503 with this Retry-After instead of being processed.
+        self.overloaded = False
+        self.overload_retry_after = 5
         self.listeners: dict[str, tuple[str, int]] = {}
         self._server: dict[tuple[object, ...], _Entry] = {}
         self._merge: dict[tuple[object, ...], object] = {}
@@ -256,6 +261,8 @@ class Endpoint:
         self._out.append(Transmit(response.to_bytes(), self._answer_peer(message, peer)))
 
     def _receive(self, message: Message, peer: Peer, now: float) -> None:
+        if self.overloaded and isinstance(message, Request) and self._shed_early(message, peer):
+            return
         try:
             validate(message)
         except ParseError as exc:
@@ -311,6 +318,35 @@ class Endpoint:
             self._send_response(entry, make_response(request, 100), now)
         if self._after_response is not None:
             self._after_response(now)
+
+    def _shed_early(self, request: Request, peer: Peer) -> bool:
+        """While overloaded, answer new work 503 before spending time on it.
+
+        New work is an out-of-dialog request that is not a retransmission; in-dialog
+        requests (subscription refreshes), ACK, CANCEL and retransmissions of
+        requests already answered are still served, since shedding those would lose
+        state or waste work already done.  Only the headers this decision needs are
+        parsed: full validation is what overload cannot afford, and a malformed
+        request is answered 503 as well as 400 would do.
+        """
+        if request.method in ("ACK", "CANCEL"):
+            return False
+        try:
+            if request.to.tag is not None:
+                return False
+            if (request.method not in self.stateless
+                    and self._server_key(request, request.method) in self._server):
+                return False
+        except HeaderError:
+            return False  # let validation answer it
+        self._stamp_via(request, peer)
+        self.stats.requests[request.method] += 1
+        self.stats.shed += 1
+        response = make_response(request, 503, headers=[
+            ("Retry-After", str(self.overload_retry_after))])
+        self._count_response(503)
+        self._out.append(Transmit(response.to_bytes(), self._answer_peer(request, peer)))
+        return True
 
     def _first_response(
         self, entry: _Entry | None, request: Request, peer: Peer, now: float

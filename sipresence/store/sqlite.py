@@ -1,6 +1,6 @@
 """The embedded default store: SQLite in WAL mode, written by one thread in batches.
 
-The reactor thread never waits for the disk.  It hands each batch of journal
+The reactor thread never waits for the disk.  Every 50 ms it hands the journal's
 operations, already turned into plain rows, to a bounded queue; one writer thread
 takes everything queued, writes it in a single transaction and commits.  At
 shutdown the queue is drained and the database marked cleanly closed; a start that
@@ -174,22 +174,32 @@ class SqliteStore:
                 return
 
     def _write(self, batches: list[list[tuple[str, Hashable, tuple[object, ...] | None]]]) -> None:
-        db = self._db
-        db.execute("BEGIN")
-        rows = 0
+        """One transaction for everything queued; rows grouped so that sqlite3 loops
+        in C (executemany) instead of a Python call per row."""
+        puts: dict[str, list[tuple[object, ...]]] = {}
+        deletes: dict[str, list[tuple[Hashable]]] = {}
+        latest: dict[tuple[str, Hashable], tuple[object, ...] | None] = {}
         for batch in batches:
             for kind, key, row in batch:
-                table, primary, columns = _TABLES[kind]
-                if row is None:
-                    db.execute(f"DELETE FROM {table} WHERE {primary} = ?", (key,))
-                else:
-                    marks = ", ".join("?" * len(columns))
-                    db.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
-                               f"VALUES ({marks})", row)
-                rows += 1
+                latest[(kind, key)] = row  # later batches win
+        for (kind, key), row in latest.items():
+            if row is None:
+                deletes.setdefault(kind, []).append((key,))
+            else:
+                puts.setdefault(kind, []).append(row)
+        db = self._db
+        db.execute("BEGIN")
+        for kind, keys in deletes.items():
+            table, primary, _ = _TABLES[kind]
+            db.executemany(f"DELETE FROM {table} WHERE {primary} = ?", keys)
+        for kind, rows in puts.items():
+            table, _, columns = _TABLES[kind]
+            marks = ", ".join("?" * len(columns))
+            db.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
+                           f"VALUES ({marks})", rows)
         db.execute("COMMIT")
         self.batches_written += 1
-        self.rows_written += rows
+        self.rows_written += len(latest)
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

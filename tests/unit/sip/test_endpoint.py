@@ -271,3 +271,23 @@ def test_stream_keepalive_gets_a_pong():
     ep.receive_stream(KEEPALIVE, peer, 0.0)
     [pong] = ep.transmissions()
     assert pong.data == b"\r\n" and pong.peer == peer
+
+
+def test_overloaded_endpoint_sheds_new_requests_but_serves_dialogs_and_retransmissions():
+    app = App()
+    ep = Endpoint(app)
+    ep.receive_datagram(request("SUBSCRIBE", "z9hG4bK-old", cseq="1 SUBSCRIBE"), CLIENT, 0.0)
+    answers(ep)
+    ep.overloaded = True
+    ep.receive_datagram(request("SUBSCRIBE", "z9hG4bK-new", cseq="1 SUBSCRIBE",
+                                call_id="call-2"), CLIENT, 0.1)
+    ep.receive_datagram(request(branch="z9hG4bK-opt", call_id="call-3"), CLIENT, 0.1)
+    (shed, _), (shed_options, _) = answers(ep)
+    assert (shed.status, shed.headers.get("Retry-After")) == (503, "5")
+    assert shed_options.status == 503
+    ep.receive_datagram(request("SUBSCRIBE", "z9hG4bK-old", cseq="1 SUBSCRIBE"), CLIENT, 0.2)
+    ep.receive_datagram(request("SUBSCRIBE", "z9hG4bK-in", cseq="2 SUBSCRIBE",
+                                to_tag=";tag=x"), CLIENT, 0.2)
+    (retransmitted, _), (in_dialog, _) = answers(ep)
+    assert (retransmitted.status, in_dialog.status) == (200, 200)
+    assert len(app.seen) == 2 and ep.stats.shed == 2

@@ -1,0 +1,51 @@
+"""The Twisted driver on a fake clock: timers and overload detection."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+
+from sipresence.net.driver import Driver
+from sipresence.presence.agent import Agent
+from sipresence.sip.endpoint import Endpoint
+
+
+def make():
+    clock = Clock()
+    agent = Agent()
+    endpoint = Endpoint(agent)
+    agent.attach(endpoint)
+    return clock, endpoint, Driver(clock, endpoint, agent)
+
+
+def test_a_late_reactor_turns_overload_on_and_a_calm_second_turns_it_off():
+    clock, endpoint, driver = make()
+    driver.watch_load(interval=0.05, max_lag=0.1, hold=1.0)
+    clock.advance(0.05)
+    assert not endpoint.overloaded
+    clock.advance(0.5)  # the tick ran 450 ms late: the reactor was busy
+    assert endpoint.overloaded
+    for _ in range(10):  # on time again, but held for a second
+        clock.advance(0.05)
+    assert endpoint.overloaded
+    for _ in range(15):
+        clock.advance(0.05)
+    assert not endpoint.overloaded
+    driver.stop()
+    assert not clock.getDelayedCalls()
+
+
+def test_a_datagram_with_no_socket_to_leave_from_fails_its_transaction():
+    clock, endpoint, driver = make()
+    endpoint.add_listener("UDP", "127.0.0.1", 5060)
+    from sipresence.sip.endpoint import Peer
+    from sipresence.sip.message import Request
+
+    notify = Request("NOTIFY", "sip:bob@192.0.2.7")
+    for name, value in (("From", "<sip:a@b>;tag=1"), ("To", "<sip:bob@b>;tag=2"),
+                        ("Call-ID", "x"), ("CSeq", "1 NOTIFY"), ("Max-Forwards", "70")):
+        notify.headers.add(name, value)
+    failed = []
+    endpoint.send_request(notify, Peer("UDP", "192.0.2.7", 5060), clock.seconds(),
+                          lambda response, now: failed.append(response.status))
+    driver.flush()  # no UDP listener: the send fails at once and reports 503
+    assert failed == [503]
