@@ -260,13 +260,15 @@ class RestoreService(_service_base()):  # type: ignore[misc]
         from twisted.logger import Logger
 
         Logger(namespace="sipresence.store").info(
-            "restored {publications} publications and {subscriptions} subscriptions"
-            "{unclean}", publications=len(snapshot.publications),
-            subscriptions=len(snapshot.subscriptions),
+            "restored {publications} publications, {subscriptions} subscriptions and "
+            "{bindings} registrations{unclean}", publications=len(snapshot.publications),
+            subscriptions=len(snapshot.subscriptions), bindings=len(snapshot.bindings),
             unclean="" if snapshot.clean else " after an unclean stop")
-        self.agent.restore(snapshot.publications, snapshot.subscriptions, self.driver.now())
+        self.agent.restore(snapshot.publications, snapshot.subscriptions, self.driver.now(),
+                           snapshot.bindings)
         snapshot.publications.clear()
         snapshot.subscriptions.clear()
+        snapshot.bindings.clear()
         self.driver.flush()
         # Watched from now on: a long restore is not an overload.
         self.driver.watch_load(max_lag=self.config.overload_lag)

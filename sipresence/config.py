@@ -119,10 +119,14 @@ def _presence(name: str, kind: type) -> Any:
     def setter(config: Config, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ConfigError(f"presence.{name} must be a number of at least 0")
-        values = {f.name: getattr(config.presence, f.name) for f in fields(AgentConfig)}
-        values[name] = kind(value)
-        config.presence = AgentConfig(**values)
+        _set_presence(config, name, kind(value))
     return setter
+
+
+def _set_presence(config: Config, name: str, value: Any) -> None:
+    values = {f.name: getattr(config.presence, f.name) for f in fields(AgentConfig)}
+    values[name] = value
+    config.presence = AgentConfig(**values)
 
 
 def _boolean(value: Any, what: str) -> bool:
@@ -167,6 +171,8 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "max_expires": _presence("max_expires", int),
         "notify_retries": _presence("notify_retries", int),
         "retry_delay": _presence("retry_delay", float),
+        "registrations_as_source": lambda c, v: _set_presence(
+            c, "registrations_as_source", _boolean(v, "presence.registrations_as_source")),
     },
     "runtime": {
         "gc_tuning": lambda c, v: setattr(c, "gc_tuning", _boolean(v, "runtime.gc_tuning")),

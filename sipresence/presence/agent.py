@@ -25,6 +25,7 @@ from ..store.journal import Journal
 from .packages import EventPackage
 from .presentity import Presentities, presence_package, watcherinfo_package
 from .publications import EventStateCompositor, Publication, PublishError
+from .registrar import Binding, RegisterError, Registrar
 from .subscriptions import Notifier, Subscription, SubState
 from .watchers import WatcherInformation
 
@@ -47,6 +48,8 @@ class AgentConfig:
     max_expires: int = 86400
     notify_retries: int = 2
     retry_delay: float = 1.0
+    # A registered device makes an open tuple of its own (RFC 4479: a service).
+    registrations_as_source: bool = True
 
 
 class Agent:
@@ -65,7 +68,10 @@ class Agent:
         for package in (presence_package(config), watcherinfo_package(config)):
             self.packages[package.name] = package
         self.publications = EventStateCompositor()
-        self.presentities = Presentities(self.publications)
+        self.registrar = Registrar(min_expires=config.min_expires,
+                                   max_expires=config.max_expires)
+        self.presentities = Presentities(
+            self.publications, self.registrar if config.registrations_as_source else None)
         self.notifier = Notifier(
             self.packages, self._send, self._render, policy=self._policy,
             observe=self._watcher_event,
@@ -77,6 +83,7 @@ class Agent:
                                   list[tuple[str, str]]] | None = None
         self.handlers: dict[str, Handler] = {
             "OPTIONS": self._options,
+            "REGISTER": self._register,
             "PUBLISH": self._publish,
             "SUBSCRIBE": self._subscribe,
         }
@@ -175,6 +182,26 @@ class Agent:
             headers.insert(0, ("SIP-ETag", result.etag))
         return make_response(request, 200, headers=headers)
 
+    def _register(self, request: Request, peer: Peer, now: float) -> Response:
+        """RFC 3261 section 10.3; the 200 lists every binding with its expiry."""
+        uri = request.request_uri
+        if isinstance(uri, SipURI) and self.domains and uri.host.lower() not in self.domains:
+            return make_response(request, 404, "Domain Not Served")
+        try:
+            result = self.registrar.register(request, now)
+        except RegisterError as exc:
+            return make_response(request, exc.status, exc.reason, headers=exc.headers)
+        if not self._served(result.aor):
+            return make_response(request, 404, "Domain Not Served")
+        for binding in result.removed:
+            self.journal.delete("binding", binding.store_key)
+        for binding in result.added:
+            self.journal.put("binding", binding.store_key, binding)
+        if result.changed:
+            self._presence_changed(result.aor)
+        return make_response(request, 200, headers=self.registrar.contact_headers(
+            result.bindings, now))
+
     def _subscribe(self, request: Request, peer: Peer, now: float) -> Response:
         resource = self._resource(request)
         if not self._served(resource):
@@ -217,21 +244,29 @@ class Agent:
     # -- time and restart ------------------------------------------------------------------
     def get_timer(self) -> float | None:
         deadlines = [d for d in (self.notifier.next_deadline(),
-                                 self.publications.next_deadline()) if d is not None]
+                                 self.publications.next_deadline(),
+                                 self.registrar.next_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         expired = self.publications.expire(now)
         for publication in expired:
             self.journal.delete("publication", publication.etag)
-        for resource in {p.resource for p in expired if p.package == "presence"}:
+        changed = {p.resource for p in expired if p.package == "presence"}
+        for binding in self.registrar.expire(now):
+            self.journal.delete("binding", binding.store_key)
+            changed.add(binding.aor)
+        for resource in changed:
             self._presence_changed(resource)
         self.notifier.handle_timer(now)
         self.notifier.flush(now)
 
     def restore(self, publications: Iterable[Publication],
-                subscriptions: Iterable[Subscription], now: float) -> None:
+                subscriptions: Iterable[Subscription], now: float,
+                bindings: Iterable[Binding] = ()) -> None:
         """Load stored state (counters come back as the reservations the store held)."""
+        for binding in bindings:
+            self.registrar.restore(binding)
         for publication in publications:
             package = self.packages.get(publication.package)
             if package is None or package.parse is None:

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..documents.compose import Source, Summary, compose, summary
-from ..documents.pidf import PresenceDocument, serialize_pidf
+from ..documents.pidf import PresenceDocument, PresenceTuple, serialize_pidf
+from ..documents.xml import digest, xml_id
 from ..documents.xpidf import parse_presence, serialize_xpidf
 from .packages import CPIM_PIDF, PIDF, WATCHERINFO, XPIDF, EventPackage
 from .publications import EventStateCompositor
+from .registrar import Binding, Registrar
 
 if TYPE_CHECKING:
     from .agent import AgentConfig
@@ -70,11 +72,24 @@ class Presentity:
         return self._summary
 
 
+def registration_source(aor: str, bindings: list[Binding]) -> Source:
+    """A registered device is a way to reach the person: one open tuple per binding,
+    its contact the registered URI and its priority the binding's q (RFC 4479)."""
+    tuples = tuple(
+        PresenceTuple(id=xml_id(f"reg-{digest(b.key)}", "t"), basic="open", contact=b.uri,
+                      priority=b.q)
+        for b in bindings)
+    return Source("registration", PresenceDocument(aor, tuples),
+                  max(b.updated_at for b in bindings))
+
+
 class Presentities:
     """Composes presentities from their live sources, lazily and once per change."""
 
-    def __init__(self, publications: EventStateCompositor) -> None:
+    def __init__(self, publications: EventStateCompositor,
+                 registrar: Registrar | None = None) -> None:
         self.publications = publications
+        self.registrar = registrar
         self._versions: dict[str, int] = {}
         self._cache: dict[str, Presentity] = {}
 
@@ -88,6 +103,9 @@ class Presentities:
         if presentity is None:
             sources = [Source(f"publish:{p.publisher}", p.document, p.updated_at)
                        for p in self.publications.for_resource(aor, "presence")]
+            bindings = self.registrar.bindings(aor) if self.registrar is not None else []
+            if bindings:
+                sources.append(registration_source(aor, bindings))
             presentity = Presentity(aor, self._versions.get(aor, 0), compose(aor, sources))
             if sources:
                 self._cache[aor] = presentity

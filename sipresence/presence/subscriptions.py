@@ -425,9 +425,11 @@ class Notifier:
             return
         if (status in (408, 503) and subscription.ending is None
                 and subscription.failures < self.notify_retries):
-            # Transient: try again shortly, with the state of that moment.
+            # Transient: try again shortly, with the state of that moment, in full:
+            # the watcher may not have the partial document that was lost.
             subscription.failures += 1
             subscription.dirty = True
+            subscription.full_state_due = True
             self._timers.set(("retry", subscription.id), now + self.retry_delay)
             return
         # 481 (the dialog is gone), any other error, or retries used up: the watcher

@@ -16,11 +16,12 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..presence.publications import Publication
+from ..presence.registrar import Binding
 from ..presence.subscriptions import Subscription, SubState
 
 __all__ = ["SqliteStore", "Snapshot", "SCHEMA_VERSION"]
@@ -41,6 +42,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     host TEXT NOT NULL, port INTEGER NOT NULL, local_host TEXT, local_port INTEGER,
     content_type TEXT NOT NULL, state TEXT NOT NULL, expires_at REAL NOT NULL,
     created_at REAL NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS bindings (
+    key TEXT PRIMARY KEY, aor TEXT NOT NULL, contact TEXT NOT NULL, uri TEXT NOT NULL,
+    instance TEXT, reg_id TEXT, q REAL NOT NULL, call_id TEXT NOT NULL,
+    cseq INTEGER NOT NULL, expires_at REAL NOT NULL, updated_at REAL NOT NULL,
+    user_agent TEXT NOT NULL);
 """
 _PUB_COLUMNS = ("etag", "resource", "package", "content_type", "body", "expires_at",
                 "updated_at", "publisher", "call_id")
@@ -49,8 +55,11 @@ _SUB_COLUMNS = ("id", "package", "resource", "event_id", "watcher", "watcher_dis
                 "remote_target", "route_set", "local_cseq", "remote_cseq", "transport",
                 "host", "port", "local_host", "local_port", "content_type", "state",
                 "expires_at", "created_at", "version")
+_BINDING_COLUMNS = ("key", "aor", "contact", "uri", "instance", "reg_id", "q", "call_id",
+                    "cseq", "expires_at", "updated_at", "user_agent")
 _TABLES = {"publication": ("publications", "etag", _PUB_COLUMNS),
-           "subscription": ("subscriptions", "id", _SUB_COLUMNS)}
+           "subscription": ("subscriptions", "id", _SUB_COLUMNS),
+           "binding": ("bindings", "key", _BINDING_COLUMNS)}
 _STOP = object()
 
 
@@ -61,6 +70,7 @@ class Snapshot:
     publications: list[Publication]
     subscriptions: list[Subscription]
     clean: bool  # False: the last run did not shut down cleanly
+    bindings: list[Binding] = field(default_factory=list)
 
 
 def publication_row(p: Publication) -> tuple[object, ...]:
@@ -79,8 +89,13 @@ def subscription_row(s: Subscription) -> tuple[object, ...]:
             s.state.value, s.expires_at, s.created_at, max(s.version, version))
 
 
+def binding_row(b: Binding) -> tuple[object, ...]:
+    return (b.store_key, b.aor, b.contact, b.uri, b.instance, b.reg_id, b.q, b.call_id,
+            b.cseq, b.expires_at, b.updated_at, b.user_agent)
+
+
 _ROWS: dict[str, Callable[[Any], tuple[object, ...]]] = {
-    "publication": publication_row, "subscription": subscription_row}
+    "publication": publication_row, "subscription": subscription_row, "binding": binding_row}
 
 
 class SqliteStore:
@@ -123,8 +138,10 @@ class SqliteStore:
             subscription = Subscription(connection=None, **values)
             subscription.stored_counters = (subscription.local_cseq, subscription.version)
             subscriptions.append(subscription)
+        bindings = [Binding(*row[1:]) for row in self._db.execute(
+            f"SELECT {', '.join(_BINDING_COLUMNS)} FROM bindings")]
         self._set_meta("clean_shutdown", "0")
-        return Snapshot(publications, subscriptions, clean)
+        return Snapshot(publications, subscriptions, clean, bindings)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._write_loop, name="sipresence-store",

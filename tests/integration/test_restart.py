@@ -69,7 +69,7 @@ def test_after_a_restart_the_watcher_gets_the_next_notify_in_its_old_dialog(tmp_
         assert server.stop() == 0
 
         server = start_server(tmp_path, listen=("udp:127.0.0.1:0",), http=None, db=db)
-        server.wait_for_line("restored 1 publications and 1 subscriptions")
+        server.wait_for_line("restored 1 publications, 1 subscriptions")
         modified = publish(publisher, server.udp, "away", etag=etag, cseq=2)
         assert modified.status == 200  # the entity tag survived the restart
         after = next_notify(watcher)

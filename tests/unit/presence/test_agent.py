@@ -37,6 +37,10 @@ class Phone:
 
     def send(self, text: str, peer: Peer = PEER) -> None:
         self.endpoint.receive_datagram(text.encode(), peer, self.now)
+        self.collect()
+
+    def collect(self) -> None:
+        """Take what the agent sent (after inputs and timers) into the inbox."""
         for transmit in self.endpoint.transmissions():
             self.inbox.append(parse_datagram(transmit.data))
 
@@ -185,7 +189,7 @@ def test_options_advertises_packages_and_body_types():
     response = p.request("OPTIONS")
     assert response.headers.get("Allow-Events") == "presence, presence.winfo"
     assert "application/pidf+xml" in response.headers.get("Accept")
-    assert response.headers.get("Allow") == "OPTIONS, PUBLISH, SUBSCRIBE"
+    assert response.headers.get("Allow") == "OPTIONS, REGISTER, PUBLISH, SUBSCRIBE"
 
 
 def test_watcherinfo_full_then_partial_with_rising_versions():
@@ -232,3 +236,45 @@ def test_state_in_the_journal_restores_into_a_new_agent_with_counters_intact():
     [notify] = q.notifies()
     assert notify.cseq.number > 1  # the dialog goes on, its CSeq above any sent
     assert notify.call_id == "c1"
+
+
+def register(p, contact="<sip:alice@192.0.2.7:5070>", expires=600, cseq=1):
+    return p.request("REGISTER", uri="sip:example.com", to_uri="sip:alice@example.com",
+                     from_uri="sip:alice@example.com", from_tag="reg", call_id="reg-1",
+                     cseq=cseq, headers=[f"Contact: {contact}", f"Expires: {expires}"])
+
+
+def test_a_registered_phone_makes_the_presentity_open_and_unregistering_closed():
+    p = Phone()
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    assert [t.basic for t in parse_pidf(p.notifies()[-1].body).tuples] == ["closed"]
+    response = register(p)
+    assert response.status == 200
+    assert response.headers.get_all("Contact") == ["<sip:alice@192.0.2.7:5070>;expires=600"]
+    doc = parse_pidf(p.notifies()[-1].body)
+    assert [(t.basic, t.contact) for t in doc.tuples] == [("open", "sip:alice@192.0.2.7:5070")]
+    p.answer_all()
+    assert register(p, expires=0, cseq=2).status == 200
+    assert [t.basic for t in parse_pidf(p.notifies()[-1].body).tuples] == ["closed"]
+
+
+def test_registration_expiry_notifies_and_bindings_are_journaled():
+    p = Phone()
+    register(p, expires=120)
+    assert [kind for kind, _, _ in p.agent.journal.drain()] == ["binding"]
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    p.now = 120.0
+    p.agent.handle_timer(120.0)
+    p.collect()
+    assert [t.basic for t in parse_pidf(p.notifies()[-1].body).tuples] == ["closed"]
+    assert ("binding" in [kind for kind, _, obj in p.agent.journal.drain() if obj is None])
+
+
+def test_register_errors():
+    p = Phone(domains=["example.com"])
+    assert register(p, expires=10).status == 423
+    other = p.request("REGISTER", uri="sip:elsewhere.test", to_uri="sip:eve@elsewhere.test",
+                      headers=["Contact: <sip:eve@192.0.2.9>"], call_id="r2")
+    assert other.status == 404

@@ -84,3 +84,16 @@ def test_the_writer_thread_commits_queued_batches_together(tmp_path):
     assert store.rows_written == 200 and store.batches_written <= 200
     snapshot = SqliteStore(str(tmp_path / "db.sqlite3")).load()
     assert sorted(s.local_cseq for s in snapshot.subscriptions) == list(range(200))
+
+
+def test_registrar_bindings_round_trip(tmp_path):
+    from sipresence.presence.registrar import Binding
+
+    binding = Binding("sip:alice@example.com", '<sip:alice@192.0.2.7>;+sip.instance="<urn:x>"',
+                      "sip:alice@192.0.2.7", "<urn:x>", "1", 0.5, "reg-1", 4, 3600.0, 10.0,
+                      "phone/1.0")
+    store = SqliteStore(str(tmp_path / "db.sqlite3"))
+    store.load()
+    store.submit([("binding", binding.store_key, binding)])
+    store.close()
+    assert SqliteStore(str(tmp_path / "db.sqlite3")).load().bindings == [binding]
