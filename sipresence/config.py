@@ -72,8 +72,8 @@ class Config:
     log_level: str = "info"
     tcp_idle_timeout: float = 300.0
     udp_buffer: int = 4 << 20
-    overload_lag: float = 0.25
-    overload_retry_after: int = 5
+    overload_lag: float = 0.1
+    overload_retry_after: int = 2
     timers: TimerConfig = field(default_factory=TimerConfig)
     tls_certificate: str | None = None
     tls_key: str | None = None

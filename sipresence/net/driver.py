@@ -194,25 +194,31 @@ class Driver:
         self.flush()
 
     # -- overload ----------------------------------------------------------------------
-    def watch_load(self, interval: float = 0.05, max_lag: float = 0.25,
+    def watch_load(self, interval: float = 0.05, max_lag: float = 0.1, streak: int = 3,
                    hold: float = 1.0) -> None:
-        """Tell the endpoint it is overloaded while the reactor runs late.
+        """Tell the endpoint it is overloaded while the reactor keeps running late.
 
-        A timer that fires *max_lag* later than asked means input is queueing faster
-        than it is handled; from then until *hold* seconds after the lag is gone, new
-        requests get 503 (sheds load instead of collapsing under retransmissions).
+        A timer that fires *max_lag* late means input waited that long.  One late tick
+        is a burst (a fan-out, a flood of re-SUBSCRIBEs after a restart) that the
+        reactor then catches up with; *streak* late ticks in a row mean input arrives
+        faster than it is handled.  From then until *hold* seconds after the ticks are
+        on time again, new requests get 503: shedding load instead of collapsing
+        under retransmissions.
         """
-        self._load = (interval, max_lag, hold)
+        self._load = (interval, max_lag, streak, hold)
+        self._late = 0
         self._overloaded_until = 0.0
         self._tick_call = self.reactor.callLater(interval, self._tick, self.now() + interval)
 
     def _tick(self, expected: float) -> None:
-        interval, max_lag, hold = self._load
+        interval, max_lag, streak, hold = self._load
         now = self.now()
-        if now - expected > max_lag:
+        lag = now - expected
+        self._late = self._late + 1 if lag > max_lag else 0
+        if self._late >= streak:
             if not self.endpoint.overloaded:
-                log.warn("overloaded: running {lag:.0f} ms late, answering new requests 503",
-                         lag=(now - expected) * 1000)
+                log.warn("overloaded: {n} ticks in a row {lag:.0f} ms late or more, "
+                         "answering new requests 503", n=self._late, lag=max_lag * 1000)
             self._overloaded_until = now + hold
             self.endpoint.overloaded = True
         elif self.endpoint.overloaded and now >= self._overloaded_until:

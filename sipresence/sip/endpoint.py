@@ -154,7 +154,7 @@ class Endpoint:
         # Set by the network layer while it cannot keep up (see Driver): new requests
         # are then answered 503 with this Retry-After instead of being processed.
         self.overloaded = False
-        self.overload_retry_after = 5
+        self.overload_retry_after = 2
         self.listeners: dict[str, tuple[str, int]] = {}
         self._server: dict[tuple[object, ...], _Entry] = {}
         self._merge: dict[tuple[object, ...], object] = {}

@@ -17,12 +17,16 @@ def make():
     return clock, endpoint, Driver(clock, endpoint, agent)
 
 
-def test_a_late_reactor_turns_overload_on_and_a_calm_second_turns_it_off():
+def test_a_reactor_late_again_and_again_turns_overload_on_and_a_calm_second_off():
     clock, endpoint, driver = make()
-    driver.watch_load(interval=0.05, max_lag=0.1, hold=1.0)
+    driver.watch_load(interval=0.05, max_lag=0.1, streak=3, hold=1.0)
     clock.advance(0.05)
     assert not endpoint.overloaded
-    clock.advance(0.5)  # the tick ran 450 ms late: the reactor was busy
+    clock.advance(0.5)  # one tick 450 ms late: a burst, caught up with
+    clock.advance(0.05)
+    assert not endpoint.overloaded
+    for _ in range(3):  # late every time: input arrives faster than it is handled
+        clock.advance(0.2)
     assert endpoint.overloaded
     for _ in range(10):  # on time again, but held for a second
         clock.advance(0.05)
