@@ -22,11 +22,13 @@ from ..sip.message import Request, Response
 from ..sip.uas import make_response
 from ..sip.uri import AbsoluteURI, SipURI
 from ..store.journal import Journal
+from .dialogs import BusyLamps, Lines, dialog_package
 from .packages import EventPackage
 from .presentity import Presentities, presence_package, watcherinfo_package
 from .publications import EventStateCompositor, Publication, PublishError
 from .registrar import Binding, RegisterError, Registrar
 from .subscriptions import Notifier, Subscription, SubState
+from .timers import DeadlineQueue
 from .watchers import WatcherInformation
 
 __all__ = ["Agent", "AgentConfig"]
@@ -65,18 +67,26 @@ class Agent:
         self.journal = Journal()
         self.endpoint: Endpoint | None = None
         self.packages: dict[str, EventPackage] = {}
-        for package in (presence_package(config), watcherinfo_package(config)):
+        for package in (presence_package(config), watcherinfo_package(config),
+                        dialog_package(config.min_expires, config.max_expires)):
             self.packages[package.name] = package
         self.publications = EventStateCompositor()
         self.registrar = Registrar(min_expires=config.min_expires,
                                    max_expires=config.max_expires)
+        self.lines = Lines(self.publications)
+        self.lamps = BusyLamps(self.lines)
         self.presentities = Presentities(
-            self.publications, self.registrar if config.registrations_as_source else None)
+            self.publications, self.registrar if config.registrations_as_source else None,
+            self.lines)
+        # Who is on the phone, as last told to presence watchers; and when a dialog
+        # of an address of record turns stale.
+        self._on_the_phone: set[str] = set()
+        self._stale = DeadlineQueue()
         self.notifier = Notifier(
             self.packages, self._send, self._render, policy=self._policy,
             observe=self._watcher_event,
             persist=lambda s: self.journal.put("subscription", s.id, s),
-            forget=lambda s: self.journal.delete("subscription", s.id),
+            forget=self._forget_subscription,
             notify_retries=config.notify_retries, retry_delay=config.retry_delay)
         self.watcherinfo = WatcherInformation(self.notifier)
         self._capabilities: tuple[tuple[tuple[str, ...], tuple[str, ...]],
@@ -176,7 +186,10 @@ class Agent:
         if result.etag is not None:
             self.journal.put("publication", result.etag, self.publications.get(result.etag))
         if result.changed:
-            self._presence_changed(resource)
+            if package.name == "dialog":
+                self._line_changed(resource, now)
+            else:
+                self._presence_changed(resource)
         headers = [("Expires", str(result.expires))]
         if result.etag is not None:
             headers.insert(0, ("SIP-ETag", result.etag))
@@ -213,15 +226,39 @@ class Agent:
         self.presentities.changed(resource)
         self.notifier.changed("presence", resource)
 
+    def _line_changed(self, aor: str, now: float) -> None:
+        """The dialogs of *aor* changed: busy lamps are told, and presence watchers
+        too when the person went on or off the phone."""
+        self.notifier.changed("dialog", aor)
+        on_the_phone = self.lines.on_the_phone(aor, now)
+        if on_the_phone != (aor in self._on_the_phone):
+            if on_the_phone:
+                self._on_the_phone.add(aor)
+            else:
+                self._on_the_phone.discard(aor)
+            self._presence_changed(aor)
+        stale = self.lines.next_stale(aor, now)
+        if stale is None:
+            self._stale.cancel(aor)
+        else:
+            self._stale.set(aor, stale)
+
     def _render(self, subscription: Subscription, now: float) -> tuple[str, bytes] | None:
+        if subscription.state is SubState.PENDING:
+            return None  # RFC 3856 6.6.2: no state before authorization
         if subscription.package == "presence":
-            if subscription.state is SubState.PENDING:
-                return None  # RFC 3856 6.6.2: no state before authorization
-            presentity = self.presentities.get(subscription.resource)
+            presentity = self.presentities.get(subscription.resource, now)
             return subscription.content_type, presentity.body(subscription.content_type)
         if subscription.package == "presence.winfo":
             return self.watcherinfo.render(subscription)
+        if subscription.package == "dialog":
+            return self.lamps.render(subscription, now)
         return None
+
+    def _forget_subscription(self, subscription: Subscription) -> None:
+        self.journal.delete("subscription", subscription.id)
+        if subscription.package == "dialog":
+            self.lamps.forget(subscription)
 
     @staticmethod
     def _policy(watcher: str, resource: str, package: str) -> str:
@@ -245,7 +282,8 @@ class Agent:
     def get_timer(self) -> float | None:
         deadlines = [d for d in (self.notifier.next_deadline(),
                                  self.publications.next_deadline(),
-                                 self.registrar.next_deadline()) if d is not None]
+                                 self.registrar.next_deadline(),
+                                 self._stale.next_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
@@ -258,6 +296,10 @@ class Agent:
             changed.add(binding.aor)
         for resource in changed:
             self._presence_changed(resource)
+        lines = {p.resource for p in expired if p.package == "dialog"}
+        lines.update(str(aor) for aor in self._stale.pop_due(now))
+        for aor in lines:
+            self._line_changed(aor, now)
         self.notifier.handle_timer(now)
         self.notifier.flush(now)
 
@@ -280,7 +322,14 @@ class Agent:
             if subscription.package not in self.packages:
                 continue
             self.notifier.restore(subscription)
-        # What expired while the agent was down expires now, and its watchers hear it.
+        # Who was on the phone is the baseline; what expired while the agent was down
+        # expires now, and its watchers hear it.
+        for aor in {p.resource for p in self.publications.all() if p.package == "dialog"}:
+            if self.lines.on_the_phone(aor, now):
+                self._on_the_phone.add(aor)
+            stale = self.lines.next_stale(aor, now)
+            if stale is not None:
+                self._stale.set(aor, stale)
         self.handle_timer(now)
 
 

@@ -28,13 +28,17 @@ class EventPackage:
     """One event package and its rules.
 
     ``parse`` turns a published body into the package's document model and raises
-    ``ValueError`` (with a reason phrase) when the body is not acceptable.
+    ``ValueError`` (with a reason phrase) when the body is not acceptable.  ``merge``,
+    when set, combines a publisher's previous document (None for a new publication)
+    with its new one and returns the document and the body to keep: dialog-info
+    publishers send partial documents (Yealink), and what is stored must be whole.
     """
 
     name: str
     notify_types: tuple[str, ...]
     publish_types: tuple[str, ...] = ()
     parse: Callable[[bytes, str], Any] | None = None
+    merge: Callable[[Any, Any], tuple[Any, bytes]] | None = None
     default_expires: int = 3600
     min_expires: int = 60
     max_expires: int = 86400

@@ -20,6 +20,9 @@ from .publications import EventStateCompositor
 from .registrar import Binding, Registrar
 
 if TYPE_CHECKING:
+    from .dialogs import Lines
+
+if TYPE_CHECKING:
     from .agent import AgentConfig
 
 __all__ = ["Presentity", "Presentities", "presence_package", "watcherinfo_package"]
@@ -87,9 +90,10 @@ class Presentities:
     """Composes presentities from their live sources, lazily and once per change."""
 
     def __init__(self, publications: EventStateCompositor,
-                 registrar: Registrar | None = None) -> None:
+                 registrar: Registrar | None = None, lines: Lines | None = None) -> None:
         self.publications = publications
         self.registrar = registrar
+        self.lines = lines
         self._versions: dict[str, int] = {}
         self._cache: dict[str, Presentity] = {}
 
@@ -98,7 +102,7 @@ class Presentities:
         self._versions[aor] = self._versions.get(aor, 0) + 1
         self._cache.pop(aor, None)
 
-    def get(self, aor: str) -> Presentity:
+    def get(self, aor: str, now: float) -> Presentity:
         presentity = self._cache.get(aor)
         if presentity is None:
             sources = [Source(f"publish:{p.publisher}", p.document, p.updated_at)
@@ -106,8 +110,10 @@ class Presentities:
             bindings = self.registrar.bindings(aor) if self.registrar is not None else []
             if bindings:
                 sources.append(registration_source(aor, bindings))
-            presentity = Presentity(aor, self._versions.get(aor, 0), compose(aor, sources))
-            if sources:
+            on_the_phone = self.lines is not None and self.lines.on_the_phone(aor, now)
+            presentity = Presentity(aor, self._versions.get(aor, 0),
+                                    compose(aor, sources, on_the_phone=on_the_phone))
+            if sources or on_the_phone:
                 self._cache[aor] = presentity
             else:
                 self._versions.pop(aor, None)  # nothing to remember about this one

@@ -125,6 +125,9 @@ class EventStateCompositor:
                 document = package.parse(body, media)
             except ValueError as exc:
                 raise PublishError(400, f"Bad {package.name} body: {exc}") from None
+            if package.merge is not None:
+                document, body = package.merge(
+                    existing.document if existing is not None else None, document)
 
         if expires == 0:
             if existing is None:

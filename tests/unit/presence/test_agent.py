@@ -46,7 +46,7 @@ class Phone:
 
     def request(self, method: str, uri: str = "sip:alice@example.com", *, headers=(),
                 body: str = "", from_uri="sip:bob@example.com", from_tag="bob1",
-                to_tag=None, call_id="c1", cseq=1, to_uri=None) -> Response:
+                to_tag=None, call_id="c1", cseq=1, to_uri=None, peer=PEER) -> Response:
         self.branch += 1
         lines = [f"{method} {uri} SIP/2.0",
                  f"Via: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bK{self.branch};rport",
@@ -55,7 +55,7 @@ class Phone:
                  f"Call-ID: {call_id}", f"CSeq: {cseq} {method}", "Max-Forwards: 70",
                  *headers, f"Content-Length: {len(body.encode())}", "", body]
         before = len(self.inbox)
-        self.send("\r\n".join(lines))
+        self.send("\r\n".join(lines), peer)
         responses = [m for m in self.inbox[before:] if isinstance(m, Response)]
         assert responses, f"no answer to {method}"
         return responses[0]
@@ -176,8 +176,8 @@ def test_domains_not_served_get_404():
 
 def test_publish_errors_are_answered():
     p = Phone()
-    assert p.request("PUBLISH", headers=["Event: dialog"],
-                     body="x").headers.get("Allow-Events") == "presence"
+    assert p.request("PUBLISH", headers=["Event: conference"],
+                     body="x").headers.get("Allow-Events") == "presence, dialog"
     bad = p.request("PUBLISH", headers=["Event: presence", "Content-Type: application/pidf+xml"],
                     body="<presence", cseq=2)
     assert bad.status == 400 and bad.reason.startswith("Bad presence body")
@@ -187,7 +187,7 @@ def test_publish_errors_are_answered():
 def test_options_advertises_packages_and_body_types():
     p = Phone()
     response = p.request("OPTIONS")
-    assert response.headers.get("Allow-Events") == "presence, presence.winfo"
+    assert response.headers.get("Allow-Events") == "presence, presence.winfo, dialog"
     assert "application/pidf+xml" in response.headers.get("Accept")
     assert response.headers.get("Allow") == "OPTIONS, REGISTER, PUBLISH, SUBSCRIBE"
 

@@ -1,0 +1,153 @@
+"""Dialog event package: merging publications, line state, busy lamps, the agent's bridge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+
+from sipresence.documents.dialoginfo import Dialog, DialogInfo, Participant, parse_dialog_info
+from sipresence.documents.pidf import parse_pidf
+from sipresence.documents.xml import schema
+from sipresence.presence.dialogs import merge
+from sipresence.sip.endpoint import Peer
+
+from .test_agent import PEER, Phone, subscribe_headers
+
+SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "reference" / "samples"
+BOB = Participant("sip:bob@example.com", "Bob", "sip:bob@192.0.2.9")
+ALICE = Participant("sip:alice@example.com", "Alice", "sip:alice@192.0.2.7")
+
+
+def info(*dialogs, state="full"):
+    return DialogInfo("sip:alice@example.com", 1, state, tuple(dialogs))
+
+
+def test_merge_full_replaces_partial_updates_terminated_goes_and_identities_stay():
+    first, _ = merge(None, info(Dialog("a", "early", "c1", "lt", "rt", "initiator",
+                                       local=ALICE, remote=BOB)))
+    update, body = merge(first, info(Dialog("a", "confirmed"), Dialog("b", "trying"),
+                                     state="partial"))
+    a, b = update.dialogs
+    assert (a.state, a.local, a.remote, a.call_id) == ("confirmed", ALICE, BOB, "c1")
+    assert b.id == "b" and update.state == "full"
+    assert parse_dialog_info(body).dialogs == update.dialogs  # what is stored is whole
+    ended, _ = merge(update, info(Dialog("a", "terminated"), state="partial"))
+    assert [d.id for d in ended.dialogs] == ["b"]
+    replaced, _ = merge(ended, info(Dialog("c", "confirmed")))
+    assert [d.id for d in replaced.dialogs] == ["c"]
+
+
+def publish_dialog(p, body: bytes, *, call_id="pbx-1", cseq=1, headers=(), peer=PEER):
+    return p.request("PUBLISH", headers=["Event: dialog",
+                                         "Content-Type: application/dialog-info+xml",
+                                         *headers],
+                     body=body.decode(), from_uri="sip:alice@example.com", from_tag="pbx",
+                     call_id=call_id, cseq=cseq, peer=peer)
+
+
+def dialog_doc(state: str, dialog_id="d1", version=1) -> bytes:
+    return (f'<?xml version="1.0"?><dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" '
+            f'version="{version}" state="full" entity="sip:alice@example.com">'
+            f'<dialog id="{dialog_id}" call-id="call-9" local-tag="lt" remote-tag="rt" '
+            f'direction="recipient"><state>{state}</state>'
+            f'<local><identity display="Alice">sip:alice@example.com</identity></local>'
+            f'<remote><identity display="Bob">sip:bob@example.com</identity></remote>'
+            f'</dialog></dialog-info>').encode()
+
+
+def lamp_notifies(p):
+    return [n for n in p.notifies() if n.headers.get("Event") == "dialog"]
+
+
+def presence_notifies(p):
+    return [n for n in p.notifies() if n.headers.get("Event") == "presence"]
+
+
+def valid(body: bytes) -> bool:
+    return bool(schema().validate(etree.fromstring(body)))
+
+
+def test_every_dialog_info_sample_is_accepted_as_a_publication():
+    for name in ("asterisk-pjsip-dialoginfo-early.xml", "yealink-t46g-dialoginfo-full.xml"):
+        p = Phone()
+        assert publish_dialog(p, (SAMPLES / name).read_bytes()).status == 200, name
+
+
+def test_blf_watcher_gets_full_then_partial_with_rising_versions_and_identities_kept():
+    p = Phone()
+    p.request("SUBSCRIBE", call_id="blf", headers=subscribe_headers(
+        event="dialog", accept="application/dialog-info+xml"))
+    first = lamp_notifies(p)[-1]
+    doc = parse_dialog_info(first.body)
+    assert (doc.state, doc.version, doc.dialogs) == ("full", 1, ())
+    assert valid(first.body)
+    p.answer_all()
+    etag = publish_dialog(p, dialog_doc("early")).headers.get("SIP-ETag")
+    p.answer_all()
+    ringing = parse_dialog_info(lamp_notifies(p)[-1].body)
+    assert (ringing.state, ringing.version) == ("partial", 2)
+    [dialog] = ringing.dialogs
+    assert (dialog.state, dialog.call_id, dialog.local_tag, dialog.remote_tag) == (
+        "early", "call-9", "lt", "rt")
+    publish_dialog(p, dialog_doc("terminated"), cseq=2, headers=[f"SIP-If-Match: {etag}"])
+    ended_notify = lamp_notifies(p)[-1]
+    ended = parse_dialog_info(ended_notify.body)
+    [dialog] = ended.dialogs
+    assert (ended.version, dialog.state) == (3, "terminated")
+    assert dialog.local.identity == "sip:alice@example.com"  # never lost once known
+    assert dialog.remote.identity == "sip:bob@example.com"
+    assert valid(ended_notify.body)
+
+
+def test_a_confirmed_dialog_puts_the_person_on_the_phone_for_presence_watchers():
+    p = Phone()
+    p.publish(activity="unknown", note="")
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    etag = publish_dialog(p, dialog_doc("confirmed")).headers.get("SIP-ETag")
+    busy = presence_notifies(p)[-1]
+    assert b"<rpid:on-the-phone/>" in busy.body
+    assert [t.basic for t in parse_pidf(busy.body).tuples] == ["open"]
+    p.answer_all()
+    publish_dialog(p, dialog_doc("terminated"), cseq=2, headers=[f"SIP-If-Match: {etag}"])
+    assert b"on-the-phone" not in presence_notifies(p)[-1].body
+
+
+def test_a_dialog_change_that_keeps_the_person_on_the_phone_does_not_renotify_presence():
+    p = Phone()
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    etag = publish_dialog(p, dialog_doc("early")).headers.get("SIP-ETag")
+    p.answer_all()
+    count = len(presence_notifies(p))
+    publish_dialog(p, dialog_doc("confirmed"), cseq=2, headers=[f"SIP-If-Match: {etag}"])
+    assert len(presence_notifies(p)) == count
+
+
+def test_a_dialog_left_ringing_goes_stale_and_lamps_and_presence_are_told():
+    p = Phone()
+    p.request("SUBSCRIBE", call_id="blf", headers=subscribe_headers(
+        event="dialog", accept="application/dialog-info+xml"))
+    p.request("SUBSCRIBE", call_id="pres", from_tag="b2", headers=subscribe_headers())
+    p.answer_all()
+    publish_dialog(p, dialog_doc("early"))
+    p.answer_all()
+    assert b"on-the-phone" in presence_notifies(p)[-1].body
+    assert p.agent.get_timer() <= 180.0
+    p.now = 180.0
+    p.agent.handle_timer(180.0)
+    p.collect()
+    [dialog] = parse_dialog_info(lamp_notifies(p)[-1].body).dialogs
+    assert dialog.state == "terminated"
+    assert b"on-the-phone" not in presence_notifies(p)[-1].body
+
+
+def test_two_publishers_with_the_same_dialog_id_keep_two_dialogs():
+    p = Phone()
+    publish_dialog(p, dialog_doc("confirmed", "1000"), call_id="pbx-a")
+    other = Peer("UDP", "192.0.2.99", 5060, None, ("127.0.0.1", 5060))
+    publish_dialog(p, dialog_doc("early", "1000"), call_id="pbx-b", peer=other)
+    dialogs = p.agent.lines.dialogs("sip:alice@example.com", 0.0)
+    assert sorted(d.state for d in dialogs) == ["confirmed", "early"]
+    assert len({d.id for d in dialogs}) == 2
