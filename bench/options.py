@@ -8,6 +8,7 @@ SIPp had to make, and response-time percentiles (SIPp measures in whole ms).
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 from tests.support.server import start_server
@@ -15,6 +16,7 @@ from tests.support.sipp import run_sipp, sipp_available
 
 RATES = (1000, 2500, 5000, 7500, 10000)
 SECONDS = 4
+SETTLE = 5
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -36,6 +38,7 @@ def main() -> None:
             print(f"{'offered/s':>10} {'achieved/s':>11} {'failed':>7} {'retrans':>8} "
                   f"{'p50 ms':>7} {'p99 ms':>7}")
             for rate in RATES:
+                time.sleep(SETTLE)  # let the agent drain what the previous rate left
                 result = run_sipp("options.xml", server.udp, work, calls=rate * SECONDS,
                                   rate=rate, timeout=60, trace_rtt=True)
                 achieved = result.successful / result.seconds

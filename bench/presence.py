@@ -28,6 +28,7 @@ from tests.support.sipp import run_sipp, sipp_available
 from .options import percentile
 
 SECONDS = 4
+SETTLE = 5
 PUBLISH_RATES = (1000, 2000, 3000, 5000)      # PUBLISH requests per second
 SUBSCRIBE_RATES = (500, 1000, 2000, 3000)     # SUBSCRIBE+NOTIFY exchanges per second
 
@@ -39,6 +40,7 @@ def sweep(server: Server, work: Path, scenario: str, rates: tuple[int, ...], per
     print(f"{'offered/s':>10} {'achieved/s':>11} {'failed':>7} {'retrans':>8} "
           f"{'p50 ms':>7} {'p99 ms':>7}")
     for rate in rates:
+        time.sleep(SETTLE)  # let the agent drain what the previous rate left behind
         calls = max(1, rate // per_call)
         result = run_sipp(scenario, server.udp, work, calls=calls * SECONDS, rate=calls,
                           timeout=60, trace_rtt=True, extra=("-aa",))

@@ -71,7 +71,7 @@ class Config:
     log_format: str = "text"
     log_level: str = "info"
     tcp_idle_timeout: float = 300.0
-    udp_buffer: int = 4 << 20
+    udp_buffer: int = 1 << 20
     overload_lag: float = 0.1
     overload_retry_after: int = 2
     timers: TimerConfig = field(default_factory=TimerConfig)

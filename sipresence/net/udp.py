@@ -52,12 +52,14 @@ class SipDatagramProtocol(DatagramProtocol):
 
 
 def listen_udp(reactor: IReactorUDP, driver: Driver, host: str, port: int,
-               buffer_size: int = 4 << 20) -> Any:
+               buffer_size: int = 1 << 20) -> Any:
     """Bind a UDP listener; returns the Twisted port (``getHost()`` tells the real port).
 
-    The socket buffers are enlarged: a fan-out sends a thousand NOTIFYs at once and a
-    thousand 200s come back at once, far more than the kernel's default 208 KB holds.
-    The kernel caps the size at ``net.core.rmem_max`` / ``wmem_max``.
+    The socket buffers are sized for about a third of a second of work: a fan-out's
+    thousand 200s arriving at once fit (the kernel's default 208 KB does not), but no
+    more, because a longer queue only delays every answer past its sender's timers
+    under overload.  Linux doubles the value for its bookkeeping and caps it at
+    ``net.core.rmem_max`` / ``wmem_max``.
     """
     listening = reactor.listenUDP(port, SipDatagramProtocol(driver, host), interface=host,
                                   maxPacketSize=65535)

@@ -325,17 +325,17 @@ class Endpoint:
         New work is an out-of-dialog request that is not a retransmission; in-dialog
         requests (subscription refreshes), ACK, CANCEL and retransmissions of
         requests already answered are still served, since shedding those would lose
-        state or waste work already done.  Only the headers this decision needs are
-        parsed: full validation is what overload cannot afford, and a malformed
-        request is answered 503 as well as 400 would do.
+        state or waste work already done.  Requests answered statelessly (OPTIONS)
+        are not shed either: a 503 would cost as much as their answer.  Only the
+        headers this decision needs are parsed: full validation is what overload
+        cannot afford, and a malformed request is answered 503 as well as 400 would.
         """
-        if request.method in ("ACK", "CANCEL"):
+        if request.method in ("ACK", "CANCEL") or request.method in self.stateless:
             return False
         try:
             if request.to.tag is not None:
                 return False
-            if (request.method not in self.stateless
-                    and self._server_key(request, request.method) in self._server):
+            if self._server_key(request, request.method) in self._server:
                 return False
         except HeaderError:
             return False  # let validation answer it
