@@ -9,7 +9,7 @@ misspelt setting is reported instead of silently ignored.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,10 @@ def _set_presence(config: Config, name: str, value: Any) -> None:
     config.presence = AgentConfig(**values)
 
 
+def _set_routing(config: Config, name: str, value: Any) -> None:
+    _set_presence(config, "routing", replace(config.presence.routing, **{name: value}))
+
+
 def _boolean(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{what} must be true or false")
@@ -173,6 +177,16 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "retry_delay": _presence("retry_delay", float),
         "registrations_as_source": lambda c, v: _set_presence(
             c, "registrations_as_source", _boolean(v, "presence.registrations_as_source")),
+    },
+    "routing": {
+        "unavailable_target": lambda c, v: _set_routing(
+            c, "unavailable_target", _string(v, "routing.unavailable_target") or None),
+        "require_registration": lambda c, v: _set_routing(
+            c, "require_registration", _boolean(v, "routing.require_registration")),
+        "busy_activities": lambda c, v: _set_routing(
+            c, "busy_activities", frozenset(_strings(v, "routing.busy_activities"))),
+        "away_activities": lambda c, v: _set_routing(
+            c, "away_activities", frozenset(_strings(v, "routing.away_activities"))),
     },
     "runtime": {
         "gc_tuning": lambda c, v: setattr(c, "gc_tuning", _boolean(v, "runtime.gc_tuning")),

@@ -14,7 +14,7 @@ application layer drains it into the store after each input.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..sip.endpoint import Endpoint, Peer
 from ..sip.headers import HeaderError
@@ -27,6 +27,7 @@ from .packages import EventPackage
 from .presentity import Presentities, presence_package, watcherinfo_package
 from .publications import EventStateCompositor, Publication, PublishError
 from .registrar import Binding, RegisterError, Registrar
+from .routing import Decision, RoutingPolicy, decide, line_state
 from .subscriptions import Notifier, Subscription, SubState
 from .timers import DeadlineQueue
 from .watchers import WatcherInformation
@@ -52,6 +53,8 @@ class AgentConfig:
     retry_delay: float = 1.0
     # A registered device makes an open tuple of its own (RFC 4479: a service).
     registrations_as_source: bool = True
+    # How INVITEs are answered (see presence/routing.py).
+    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
 
 
 class Agent:
@@ -96,7 +99,9 @@ class Agent:
             "REGISTER": self._register,
             "PUBLISH": self._publish,
             "SUBSCRIBE": self._subscribe,
+            "INVITE": self._invite,
         }
+        self.routing = config.routing
 
     def attach(self, endpoint: Endpoint) -> None:
         """The endpoint NOTIFYs are sent through (it holds this agent as its TU)."""
@@ -105,7 +110,9 @@ class Agent:
     # -- capabilities --------------------------------------------------------------------
     @property
     def allowed_methods(self) -> tuple[str, ...]:
-        return tuple(self.handlers)
+        # ACK and CANCEL of INVITE are the endpoint's (RFC 3261 17.2.1, 9.2).
+        return (*self.handlers, "ACK", "CANCEL") if "INVITE" in self.handlers else tuple(
+            self.handlers)
 
     @property
     def accept(self) -> list[str]:
@@ -214,6 +221,25 @@ class Agent:
             self._presence_changed(result.aor)
         return make_response(request, 200, headers=self.registrar.contact_headers(
             result.bindings, now))
+
+    def _invite(self, request: Request, peer: Peer, now: float) -> Response:
+        """Answer a call by the callee's presence: 302 to the registered contacts when
+        available, 486 when busy, 480 when away or unreachable (presence/routing.py)."""
+        if request.to.tag is not None:
+            return make_response(request, 481)  # the agent keeps no call dialogs
+        resource = self._resource(request)
+        if not self._served(resource):
+            return make_response(request, 404, "Domain Not Served")
+        decision = self.route(resource, now)
+        return make_response(request, decision.status, headers=decision.headers())
+
+    def route(self, aor: str, now: float) -> Decision:
+        """What a call to *aor* would get now (the INVITE answer; the HTTP API's too)."""
+        presentity = self.presentities.get(aor, now)
+        bindings = self.registrar.bindings(aor)
+        state = line_state(presentity.document, presentity.summary,
+                           [b.uri for b in bindings], bool(bindings), now)
+        return decide(state, self.routing, now)
 
     def _subscribe(self, request: Request, peer: Peer, now: float) -> Response:
         resource = self._resource(request)

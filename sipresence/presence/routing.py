@@ -20,8 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
-__all__ = ["LineState", "RoutingPolicy", "Decision", "decide"]
+from ..documents.compose import Summary
+from ..documents.pidf import PresenceDocument
+from ..documents.xml import TIMED_STATUS_NS
+
+__all__ = ["LineState", "RoutingPolicy", "Decision", "decide", "line_state"]
 
 BUSY_ACTIVITIES = frozenset({"busy", "on-the-phone", "meeting", "performance",
                              "presentation", "playing", "steering", "worship"})
@@ -41,6 +46,45 @@ class LineState:
     until: dict[str, float] = field(default_factory=dict)  # activity -> Unix time it ends
     contacts: tuple[str, ...] = ()          # registered contact URIs, best first
     registered: bool = False
+    open_again: float | None = None         # RFC 4481 timed-status: when it opens next
+
+
+def line_state(document: PresenceDocument, summary: Summary, contacts: Iterable[str],
+               registered: bool, now: float) -> LineState:
+    """The callee as the composed document and the registrar see it.
+
+    The ``until`` of each person's activities applies to every activity in it; a
+    timed-status (RFC 4481) saying ``open`` from a time to come tells when a closed
+    person is back.
+    """
+    until: dict[str, float] = {}
+    for person in document.persons:
+        activities = person.activities
+        if activities is not None and activities.until is not None:
+            for activity in activities.values:
+                until[activity] = activities.until.timestamp()
+    opens = []
+    for tuple_ in document.tuples:
+        for extension in tuple_.extensions:
+            if extension.tag != f"{{{TIMED_STATUS_NS}}}timed-status":
+                continue
+            attributes = dict(extension.attributes)
+            basic = next((c.text for c in extension.children if c.tag.endswith("}basic")), None)
+            start = _timestamp(attributes.get("from"))
+            if basic == "open" and start is not None and start > now:
+                opens.append(start)
+    return LineState(summary.basic, frozenset(summary.activities), summary.on_the_phone,
+                     summary.note, until, tuple(contacts), registered,
+                     min(opens) if opens else None)
+
+
+def _timestamp(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -87,7 +131,8 @@ def decide(state: LineState, policy: RoutingPolicy, now: float) -> Decision:
         decision = Decision("busy", 486, _retry_after(state, busy, now), note=state.note,
                             why="on the phone" if state.on_the_phone else f"busy ({busy[0]})")
     elif state.basic != "open":
-        decision = Decision("unavailable", 480, None, note=state.note, why="closed")
+        back = math.ceil(state.open_again - now) if state.open_again else None
+        decision = Decision("unavailable", 480, back, note=state.note, why="closed")
     elif away:
         decision = Decision("unavailable", 480, _retry_after(state, away, now),
                             note=state.note, why=f"away ({away[0]})")
@@ -98,6 +143,9 @@ def decide(state: LineState, policy: RoutingPolicy, now: float) -> Decision:
     else:
         return Decision("proceed", 302, targets=state.contacts, why="available")
     if policy.unavailable_target:
-        return Decision("redirect", 302, decision.retry_after,
-                        (policy.unavailable_target,), decision.note, decision.why)
+        # "{reason}" in the target becomes busy or unavailable: one announcement
+        # service can then say which (sip:{reason}@announce.example.com).
+        target = policy.unavailable_target.replace("{reason}", decision.action)
+        return Decision("redirect", 302, decision.retry_after, (target,), decision.note,
+                        decision.why)
     return decision

@@ -25,7 +25,9 @@ def test_defaults_follow_the_cli_contract():
 def test_file_then_flags(tmp_path):
     path = write(tmp_path, '[server]\nlisten = ["udp:[::1]:5070"]\ndomains = ["a.example"]\n'
                            '[presence]\nmin_expires = 120\nnotify_retries = 5\n'
-                           '[sip]\nt1 = 0.25\n[log]\nformat = "json"\n')
+                           '[sip]\nt1 = 0.25\n[log]\nformat = "json"\n'
+                           '[routing]\nunavailable_target = "sip:{reason}@vm.example"\n'
+                           'busy_activities = ["busy", "meeting"]\n')
     config = build_config(_parser().parse_args(
         ["serve", "--config", path, "--domain", "b.example", "--http", "off"]))
     assert config.listen == [ListenAddress("udp", "::1", 5070)]
@@ -33,6 +35,9 @@ def test_file_then_flags(tmp_path):
     assert config.http is None
     assert (config.presence.min_expires, config.presence.notify_retries) == (120, 5)
     assert config.timers.t1 == 0.25 and config.log_format == "json"
+    routing = config.presence.routing
+    assert routing.unavailable_target == "sip:{reason}@vm.example"
+    assert routing.busy_activities == frozenset({"busy", "meeting"})
 
 
 @pytest.mark.parametrize("text, message", [

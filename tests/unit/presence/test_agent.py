@@ -189,7 +189,8 @@ def test_options_advertises_packages_and_body_types():
     response = p.request("OPTIONS")
     assert response.headers.get("Allow-Events") == "presence, presence.winfo, dialog"
     assert "application/pidf+xml" in response.headers.get("Accept")
-    assert response.headers.get("Allow") == "OPTIONS, REGISTER, PUBLISH, SUBSCRIBE"
+    assert response.headers.get("Allow") == (
+        "OPTIONS, REGISTER, PUBLISH, SUBSCRIBE, INVITE, ACK, CANCEL")
 
 
 def test_watcherinfo_full_then_partial_with_rising_versions():
@@ -278,3 +279,79 @@ def test_register_errors():
     other = p.request("REGISTER", uri="sip:elsewhere.test", to_uri="sip:eve@elsewhere.test",
                       headers=["Contact: <sip:eve@192.0.2.9>"], call_id="r2")
     assert other.status == 404
+
+
+def invite(p, *, call_id="call-1", branch_cseq=1, to_tag=None):
+    return p.request("INVITE", headers=["Contact: <sip:carol@192.0.2.8>"], call_id=call_id,
+                     from_uri="sip:carol@example.com", from_tag="c1", cseq=branch_cseq,
+                     to_tag=to_tag)
+
+
+def test_an_available_registered_callee_is_redirected_to_their_phone():
+    p = Phone()
+    register(p)
+    response = invite(p)
+    assert response.status == 302
+    assert response.headers.get_all("Contact") == ["<sip:alice@192.0.2.7:5070>"]
+
+
+def test_a_callee_on_the_phone_gets_486_with_the_note():
+    from tests.unit.presence.test_dialogs import dialog_doc, publish_dialog
+
+    p = Phone()
+    register(p)
+    publish_dialog(p, dialog_doc("confirmed"))
+    response = invite(p)
+    assert response.status == 486
+    assert response.headers.get("Warning") == '399 sipresence "On the phone"'
+
+
+def test_an_unregistered_or_away_callee_gets_480_with_retry_after_from_until():
+    p = Phone()
+    assert invite(p).status == 480  # nobody registered
+    register(p)
+    body = PIDF.format(basic="open", activity="away", note="Lunch").replace(
+        "<rpid:activities>", '<rpid:activities until="2030-01-01T12:30:00Z">')
+    p.request("PUBLISH", headers=["Event: presence", "Content-Type: application/pidf+xml"],
+              body=body, from_uri="sip:alice@example.com", call_id="pub-2")
+    p.now = 1893499200.0  # 2030-01-01T12:00:00Z
+    response = invite(p, call_id="call-2")
+    assert response.status == 480
+    assert response.headers.get("Retry-After") == "1800"
+    assert response.headers.get("Warning") == '399 sipresence "Lunch"'
+
+
+def test_unavailable_target_redirects_busy_callers_to_an_announcement():
+    from sipresence.presence.agent import AgentConfig
+    from sipresence.presence.routing import RoutingPolicy
+
+    p = Phone(config=AgentConfig(routing=RoutingPolicy(
+        unavailable_target="sip:{reason}@announce.example.com")))
+    response = invite(p)
+    assert response.status == 302
+    assert response.headers.get_all("Contact") == ["<sip:unavailable@announce.example.com>"]
+
+
+def test_the_invite_transaction_absorbs_retransmissions_and_ack_and_answers_cancel():
+    p = Phone()
+    head = ("{method} sip:alice@example.com SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKinv1;rport\r\n"
+            "From: <sip:carol@example.com>;tag=c1\r\nTo: <sip:alice@example.com>{to_tag}\r\n"
+            "Call-ID: call-1\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n"
+            "Contact: <sip:carol@192.0.2.8>\r\nContent-Length: 0\r\n\r\n")
+    invite_text = head.format(method="INVITE", to_tag="")
+    p.send(invite_text)
+    p.send(invite_text)  # a retransmission: the same answer, from the transaction
+    first, again = p.inbox
+    assert (first.status, again.status) == (480, 480) and first.to.tag == again.to.tag
+    p.send(head.format(method="CANCEL", to_tag=""))  # too late to cancel, still 200
+    assert p.inbox[-1].status == 200 and p.inbox[-1].cseq.method == "CANCEL"
+    p.send(head.format(method="ACK", to_tag=f";tag={first.to.tag}"))
+    count = len(p.inbox)
+    p.now = 10.0
+    p.endpoint.handle_timer(10.0)  # timer G would have resent the 480 by now
+    p.collect()
+    assert len(p.inbox) == count  # ACK absorbed and retransmissions stopped
+    in_dialog = p.request("INVITE", call_id="call-9", to_tag="abc", from_tag="c9",
+                          headers=["Contact: <sip:carol@192.0.2.8>"])
+    assert in_dialog.status == 481
