@@ -36,6 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", metavar="PEM", help="private key for tls: listeners")
     serve.add_argument("--log-format", choices=("text", "json"))
     serve.add_argument("--log-level", choices=("debug", "info", "warn", "error"))
+    announce = commands.add_parser(
+        "announce", help="answer redirected calls with a busy or unavailable prompt "
+                         "(needs the 'media' extra: pjsua2)")
+    announce.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:5090",
+                          help="UDP address to take calls on (default 127.0.0.1:5090)")
+    announce.add_argument("--busy-prompt", metavar="WAV", help="prompt for busy callees")
+    announce.add_argument("--unavailable-prompt", metavar="WAV",
+                          help="prompt for unavailable callees")
+    announce.add_argument("--max-calls", type=int, default=0,
+                          help="stop after this many calls (0: run until SIGTERM)")
     return parser
 
 
@@ -63,6 +73,8 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "announce":
+        return _announce(args)
     try:
         config = build_config(args)
     except (ConfigError, ValueError) as exc:
@@ -71,6 +83,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import run
 
     return run(config)
+
+
+def _announce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        host, port = parse_hostport(args.listen, "--listen")
+    except ConfigError as exc:
+        print(f"sipresence: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import pjsua2  # noqa: F401
+    except ImportError:
+        print("sipresence announce needs pjsua2: pip install 'sipresence[media]'",
+              file=sys.stderr)
+        return 2
+    from .media.announce import run as announce
+    from .media.tones import write_prompts
+
+    prompts = None
+    if args.busy_prompt or args.unavailable_prompt:
+        import tempfile
+
+        prompts = write_prompts(Path(tempfile.mkdtemp(prefix="sipresence-prompts-")))
+        if args.busy_prompt:
+            prompts["busy"] = Path(args.busy_prompt)
+        if args.unavailable_prompt:
+            prompts["unavailable"] = Path(args.unavailable_prompt)
+    return announce(host, port, prompts, args.max_calls)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ..sip.endpoint import Endpoint, Peer
 from ..sip.headers import HeaderError
 from ..sip.message import Request, Response
-from ..sip.uas import make_response
+from ..sip.uas import make_response, origin
 from ..sip.uri import AbsoluteURI, SipURI
 from ..store.journal import Journal
 from .dialogs import BusyLamps, Lines, dialog_package
@@ -181,7 +181,7 @@ class Agent:
                 package=package, resource=resource,
                 if_match=request.single("sip-if-match"), expires=request.expires,
                 content_type=content_type.mime if content_type else None, body=request.body,
-                publisher=_publisher(request), call_id=request.call_id, now=now)
+                publisher=origin(request), call_id=request.call_id, now=now)
         except PublishError as exc:
             return make_response(request, exc.status, exc.reason, headers=exc.headers)
         # Persist: a replaced publication and a superseded entity tag lose their rows.
@@ -358,14 +358,3 @@ class Agent:
                 self._stale.set(aor, stale)
         self.handle_timer(now)
 
-
-def _publisher(request: Request) -> str:
-    """Who published: the device's own address, from the bottom Via.
-
-    Through a proxy the top Via is the proxy's; the bottom one (with the received
-    and rport the first hop added) is the device's, so two phones behind one proxy
-    stay two publishers.
-    """
-    vias = request.vias
-    via = vias[-1]
-    return f"{via.transport}:{via.received or via.host}:{via.rport or via.port or 5060}"

@@ -105,9 +105,14 @@ class Presentities:
     def get(self, aor: str, now: float) -> Presentity:
         presentity = self._cache.get(aor)
         if presentity is None:
+            published = self.publications.for_resource(aor, "presence")
             sources = [Source(f"publish:{p.publisher}", p.document, p.updated_at)
-                       for p in self.publications.for_resource(aor, "presence")]
-            bindings = self.registrar.bindings(aor) if self.registrar is not None else []
+                       for p in published]
+            # A device that publishes speaks for itself: its binding adds no open
+            # tuple (a phone that registers and publishes "offline" is offline).
+            publishers = {p.publisher for p in published}
+            bindings = [b for b in self.registrar.bindings(aor) if b.source not in publishers
+                        ] if self.registrar is not None else []
             if bindings:
                 sources.append(registration_source(aor, bindings))
             on_the_phone = self.lines is not None and self.lines.on_the_phone(aor, now)

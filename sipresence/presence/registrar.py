@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..sip.headers import HeaderError, parse_name_addr, quote
 from ..sip.message import Request
+from ..sip.uas import origin
 from ..sip.uri import SipURI, URIError, parse_uri
 from .timers import DeadlineQueue
 
@@ -39,6 +40,9 @@ class Binding:
     expires_at: float
     updated_at: float
     user_agent: str
+    # The device that registered (sip.uas.origin): its PUBLISHes, from the same
+    # address, speak for it in presence instead of the binding (presentity.py).
+    source: str = ""
 
     @property
     def key(self) -> str:
@@ -130,7 +134,8 @@ class Registrar:
             binding.expires_at = now + expires
             if old is not None:
                 self._remove(old)
-                changed = changed or old.contact != binding.contact or old.q != binding.q
+                changed = changed or (old.contact, old.q, old.source) != (
+                    binding.contact, binding.q, binding.source)
             else:
                 changed = True
             self._add(binding)
@@ -173,7 +178,7 @@ class Registrar:
         text = f"{display}<{contact.uri_text}>{kept}"
         return Binding(aor, text, contact.uri_text, instance, reg_id, q, request.call_id,
                        request.cseq.number, now, now,
-                       request.headers.get("user-agent") or ""), expires
+                       request.headers.get("user-agent") or "", origin(request)), expires
 
     def contact_headers(self, bindings: Iterable[Binding], now: float) -> list[tuple[str, str]]:
         """Contact values for a 200 to REGISTER, each with its remaining expiry."""

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from .headers import HeaderError, parse_tokens
 from .message import Headers, Message, Request, Response
 
-__all__ = ["KNOWN_METHODS", "new_tag", "stable_tag", "make_response", "check_request"]
+__all__ = ["KNOWN_METHODS", "new_tag", "stable_tag", "make_response", "check_request",
+           "origin"]
 
 # Methods this agent recognises; an unrecognised one gets 501, a recognised one that the
 # application does not implement gets 405 (RFC 3261 8.2.1, 21.5.2).
@@ -97,3 +98,14 @@ def check_request(
         if unknown:
             return make_response(request, 420, headers=[("Unsupported", ", ".join(unknown))])
     return None
+
+
+def origin(request: Request) -> str:
+    """The device that sent *request*: ``transport:host:port`` of its bottom Via.
+
+    Through a proxy the top Via is the proxy's; the bottom one (with the received
+    and rport the first hop added) is the device's, so two phones behind one proxy
+    stay two devices, and a phone's PUBLISH and REGISTER name the same one.
+    """
+    via = request.vias[-1]
+    return f"{via.transport}:{via.received or via.host}:{via.rport or via.port or 5060}"

@@ -26,7 +26,7 @@ from ..presence.subscriptions import Subscription, SubState
 
 __all__ = ["SqliteStore", "Snapshot", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS publications (
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS bindings (
     key TEXT PRIMARY KEY, aor TEXT NOT NULL, contact TEXT NOT NULL, uri TEXT NOT NULL,
     instance TEXT, reg_id TEXT, q REAL NOT NULL, call_id TEXT NOT NULL,
     cseq INTEGER NOT NULL, expires_at REAL NOT NULL, updated_at REAL NOT NULL,
-    user_agent TEXT NOT NULL);
+    user_agent TEXT NOT NULL, source TEXT NOT NULL DEFAULT '');
 """
 _PUB_COLUMNS = ("etag", "resource", "package", "content_type", "body", "expires_at",
                 "updated_at", "publisher", "call_id")
@@ -56,7 +56,7 @@ _SUB_COLUMNS = ("id", "package", "resource", "event_id", "watcher", "watcher_dis
                 "host", "port", "local_host", "local_port", "content_type", "state",
                 "expires_at", "created_at", "version")
 _BINDING_COLUMNS = ("key", "aor", "contact", "uri", "instance", "reg_id", "q", "call_id",
-                    "cseq", "expires_at", "updated_at", "user_agent")
+                    "cseq", "expires_at", "updated_at", "user_agent", "source")
 _TABLES = {"publication": ("publications", "etag", _PUB_COLUMNS),
            "subscription": ("subscriptions", "id", _SUB_COLUMNS),
            "binding": ("bindings", "key", _BINDING_COLUMNS)}
@@ -91,7 +91,7 @@ def subscription_row(s: Subscription) -> tuple[object, ...]:
 
 def binding_row(b: Binding) -> tuple[object, ...]:
     return (b.store_key, b.aor, b.contact, b.uri, b.instance, b.reg_id, b.q, b.call_id,
-            b.cseq, b.expires_at, b.updated_at, b.user_agent)
+            b.cseq, b.expires_at, b.updated_at, b.user_agent, b.source)
 
 
 _ROWS: dict[str, Callable[[Any], tuple[object, ...]]] = {
@@ -112,6 +112,10 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         version = self._meta("schema_version")
+        if version == "1":
+            # Version 2 records which device made each binding (Binding.source).
+            self._db.execute("ALTER TABLE bindings ADD COLUMN source TEXT NOT NULL DEFAULT ''")
+            version = None
         if version is None:
             self._set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(version) != SCHEMA_VERSION:

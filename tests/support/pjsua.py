@@ -26,10 +26,12 @@ def pjsua_available() -> bool:
 class PjsuaUA:
     """One pjsua2 phone; events are JSON objects read from its stdout."""
 
-    def __init__(self, agent: tuple[str, int], user: str, transport: str = "udp") -> None:
+    def __init__(self, agent: tuple[str, int], user: str, transport: str = "udp",
+                 register: bool = False) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.pjsua_ua", "--agent",
-             f"{agent[0]}:{agent[1]}", "--user", user, "--transport", transport],
+             f"{agent[0]}:{agent[1]}", "--user", user, "--transport", transport,
+             *(["--register"] if register else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, cwd=ROOT)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -76,6 +78,7 @@ class PjsuaUA:
         self.seen.clear()
 
     def close(self) -> None:
+        """Quit, and fail if the phone crashed at any point (pjsua aborts or segfaults)."""
         if self.proc.poll() is None:
             try:
                 self.command(cmd="quit")
@@ -83,3 +86,7 @@ class PjsuaUA:
             except (BrokenPipeError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+                return
+        if self.proc.returncode != 0:
+            raise AssertionError(f"pjsua exited with {self.proc.returncode}:\n"
+                                 + "\n".join(self.noise[-20:]))

@@ -260,6 +260,25 @@ def test_a_registered_phone_makes_the_presentity_open_and_unregistering_closed()
     assert [t.basic for t in parse_pidf(p.notifies()[-1].body).tuples] == ["closed"]
 
 
+def test_a_phone_that_registers_and_publishes_offline_is_offline():
+    """Its publication speaks for the device; another device's binding still counts."""
+    p = Phone()
+    register(p)
+    p.publish(basic="closed", activity="away", note="Gone home")
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    doc = parse_pidf(p.notifies()[-1].body)
+    assert [t.basic for t in doc.tuples] == ["closed"]
+    assert invite(p).status == 480
+
+    desk = Peer("UDP", "192.0.2.8", 5060, None, ("127.0.0.1", 5060))
+    p.request("REGISTER", uri="sip:example.com", to_uri="sip:alice@example.com",
+              from_uri="sip:alice@example.com", from_tag="desk", call_id="reg-desk",
+              headers=["Contact: <sip:alice@192.0.2.8>", "Expires: 600"], peer=desk)
+    doc = parse_pidf(p.notifies()[-1].body)
+    assert sorted(t.basic for t in doc.tuples) == ["closed", "open"]
+
+
 def test_registration_expiry_notifies_and_bindings_are_journaled():
     p = Phone()
     register(p, expires=120)

@@ -91,9 +91,35 @@ def test_registrar_bindings_round_trip(tmp_path):
 
     binding = Binding("sip:alice@example.com", '<sip:alice@192.0.2.7>;+sip.instance="<urn:x>"',
                       "sip:alice@192.0.2.7", "<urn:x>", "1", 0.5, "reg-1", 4, 3600.0, 10.0,
-                      "phone/1.0")
+                      "phone/1.0", "UDP:192.0.2.7:5060")
     store = SqliteStore(str(tmp_path / "db.sqlite3"))
     store.load()
     store.submit([("binding", binding.store_key, binding)])
     store.close()
     assert SqliteStore(str(tmp_path / "db.sqlite3")).load().bindings == [binding]
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_bindings(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "v1.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1'), ('clean_shutdown', '1');
+        CREATE TABLE bindings (
+            key TEXT PRIMARY KEY, aor TEXT NOT NULL, contact TEXT NOT NULL, uri TEXT NOT NULL,
+            instance TEXT, reg_id TEXT, q REAL NOT NULL, call_id TEXT NOT NULL,
+            cseq INTEGER NOT NULL, expires_at REAL NOT NULL, updated_at REAL NOT NULL,
+            user_agent TEXT NOT NULL);
+        INSERT INTO bindings VALUES ('sip:a@x
+sip:a@192.0.2.7', 'sip:a@x', '<sip:a@192.0.2.7>',
+            'sip:a@192.0.2.7', NULL, NULL, 1.0, 'r1', 1, 3600.0, 1.0, 'phone');
+    """)
+    db.commit()
+    db.close()
+    [binding] = SqliteStore(str(path)).load().bindings
+    assert (binding.uri, binding.source) == ("sip:a@192.0.2.7", "")
+    reopened = sqlite3.connect(path).execute(
+        "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert reopened == ("2",)

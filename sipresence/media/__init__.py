@@ -1,0 +1,1 @@
+"""Media for callers: prompts and the announcement service (extra ``media``: pjsua2)."""
