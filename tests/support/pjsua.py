@@ -53,10 +53,14 @@ class PjsuaUA:
         self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
 
-    def wait_for(self, match: Callable[[dict[str, Any]], bool],
-                 timeout: float = 15.0) -> dict[str, Any]:
-        """The first event (seen before or arriving within *timeout*) that matches."""
-        for event in self.seen:
+    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float = 15.0,
+                 after: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The first event (seen before or arriving within *timeout*) that matches;
+        with *after*, the first one that came after that event."""
+        start = 0
+        if after is not None:
+            start = next(i for i, e in enumerate(self.seen) if e is after) + 1
+        for event in self.seen[start:]:
             if match(event):
                 return event
         end = time.monotonic() + timeout
