@@ -106,3 +106,81 @@ def test_after_a_crash_counters_still_go_up(tmp_path):
         publisher.close()
         watcher.close()
         server.stop()
+
+
+DIALOG_INFO = ('<?xml version="1.0"?><dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" '
+               'version="{version}" state="full" entity="sip:line@127.0.0.1">'
+               '<dialog id="d1" call-id="c9" local-tag="lt" remote-tag="rt" '
+               'direction="recipient"><state>{state}</state>'
+               '<local><identity>sip:line@127.0.0.1</identity></local>'
+               '<remote><identity>sip:carol@127.0.0.1</identity></remote>'
+               '</dialog></dialog-info>')
+
+
+def test_registrations_and_busy_lamps_survive_a_restart(tmp_path):
+    """The phone stays reachable (302 to its contact) and the lamp's dialog-info
+    version keeps rising in its old dialog."""
+    import re
+
+    db = str(tmp_path / "state.sqlite3")
+    server = start_server(tmp_path, listen=("udp:127.0.0.1:0",), http=None, db=db)
+    phone = UdpClient(server.udp)
+    lamp = Watcher(server.udp)
+    caller = UdpClient(server.udp)
+
+    def publish_line(state: str, version: int, etag: str | None = None) -> str | None:
+        headers = "Event: dialog\r\nContent-Type: application/dialog-info+xml\r\n"
+        if etag:
+            headers += f"SIP-If-Match: {etag}\r\n"
+        phone.server = server.udp
+        response = phone.ask("PUBLISH", uri="sip:line@127.0.0.1", headers=headers,
+                             call_id="line-publisher", cseq=version,
+                             body=DIALOG_INFO.format(state=state, version=version).encode())
+        assert response.status == 200
+        return response.headers.get("SIP-ETag")
+
+    def version(notify: Request) -> int:
+        match = re.search(rb'version="(\d+)"', notify.body)
+        assert match, notify.body
+        return int(match.group(1))
+
+    try:
+        contact = f"sip:line@127.0.0.1:{phone.local[1]}"
+        registered = phone.ask("REGISTER", uri="sip:127.0.0.1", to="sip:line@127.0.0.1",
+                               call_id="line-reg",
+                               headers=f"Contact: <{contact}>\r\nExpires: 600\r\n")
+        assert registered.status == 200
+        lamp.server = server.udp
+        lamp.send(request("SUBSCRIBE", server.udp, lamp.local, uri="sip:line@127.0.0.1",
+                          call_id="lamp-dialog",
+                          headers=("Event: dialog\r\nExpires: 3600\r\n"
+                                   f"Contact: <sip:lamp@127.0.0.1:{lamp.local[1]}>\r\n")))
+        assert lamp.recv().status == 200
+        versions = [version(next_notify(lamp))]
+        etag = publish_line("early", 1)
+        early = next_notify(lamp)
+        versions.append(version(early))
+        assert b">early<" in early.body
+        assert server.stop() == 0
+
+        server = start_server(tmp_path, listen=("udp:127.0.0.1:0",), http=None, db=db)
+        server.wait_for_line("1 registrations")
+        publish_line("confirmed", 2, etag)
+        confirmed = next_notify(lamp)
+        assert (confirmed.call_id, confirmed.cseq.number > early.cseq.number) == (
+            "lamp-dialog", True)
+        versions.append(version(confirmed))
+        assert b">confirmed<" in confirmed.body
+        assert versions == sorted(set(versions)), versions  # never backwards, never twice
+
+        publish_line("terminated", 3, etag=None)  # a new publication ends the call
+        next_notify(lamp)
+        caller.server = server.udp
+        answer = caller.ask("INVITE", uri="sip:line@127.0.0.1",
+                            headers=f"Contact: <sip:carol@127.0.0.1:{caller.local[1]}>\r\n")
+        assert answer.status == 302
+        assert answer.headers.get("Contact") == f"<{contact}>"  # the binding survived
+    finally:
+        for client in (phone, lamp, caller):
+            client.close()
+        server.stop()

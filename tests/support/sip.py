@@ -24,7 +24,7 @@ def bracket(host: str) -> str:
 def request(method: str, target: tuple[str, int], local: tuple[str, int], *,
             transport: str = "UDP", branch: str | None = None, cseq: int = 1,
             headers: str = "", body: bytes = b"", uri: str | None = None,
-            call_id: str | None = None) -> bytes:
+            call_id: str | None = None, to: str | None = None) -> bytes:
     host, port = target
     branch = branch or f"z9hG4bK{uuid.uuid4().hex[:16]}"
     uri = uri or f"sip:{bracket(host)}:{port}"
@@ -32,7 +32,7 @@ def request(method: str, target: tuple[str, int], local: tuple[str, int], *,
             f"Via: SIP/2.0/{transport} {bracket(local[0])}:{local[1]};branch={branch};rport\r\n"
             "Max-Forwards: 70\r\n"
             f"From: <sip:tester@{bracket(local[0])}>;tag=t{next(_counter)}\r\n"
-            f"To: <sip:{bracket(host)}>\r\n"
+            f"To: <{to or f'sip:{bracket(host)}'}>\r\n"
             f"Call-ID: {call_id or uuid.uuid4().hex}\r\n"
             f"CSeq: {cseq} {method}\r\n"
             f"{headers}Content-Length: {len(body)}\r\n\r\n").encode() + body
