@@ -183,7 +183,7 @@ class Agent:
                 content_type=content_type.mime if content_type else None, body=request.body,
                 publisher=origin(request), call_id=request.call_id, now=now)
         except PublishError as exc:
-            return make_response(request, exc.status, exc.reason, headers=exc.headers)
+            return exc.response(request)
         # Persist: a replaced publication and a superseded entity tag lose their rows.
         if result.removed is not None:
             self.journal.delete("publication", result.removed.etag)
@@ -210,7 +210,7 @@ class Agent:
         try:
             result = self.registrar.register(request, now)
         except RegisterError as exc:
-            return make_response(request, exc.status, exc.reason, headers=exc.headers)
+            return exc.response(request)
         if not self._served(result.aor):
             return make_response(request, 404, "Domain Not Served")
         for binding in result.removed:

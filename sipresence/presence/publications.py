@@ -16,10 +16,10 @@ in the composition until it expires.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..sip.uas import RequestError
 from .packages import EventPackage
 from .timers import DeadlineQueue
 
@@ -42,15 +42,8 @@ class Publication:
     document: Any = field(default=None, compare=False)
 
 
-class PublishError(Exception):
-    """A PUBLISH that is answered with an error; nothing was changed."""
-
-    def __init__(self, status: int, reason: str | None = None,
-                 headers: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__(reason or str(status))
-        self.status = status
-        self.reason = reason
-        self.headers = list(headers)
+class PublishError(RequestError):
+    """A PUBLISH answered with an error (RFC 3903); nothing was changed."""
 
 
 @dataclass(slots=True)

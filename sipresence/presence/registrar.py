@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..sip.headers import HeaderError, parse_name_addr, quote
 from ..sip.message import Request
-from ..sip.uas import origin
+from ..sip.uas import RequestError, origin
 from ..sip.uri import SipURI, URIError, parse_uri
 from .timers import DeadlineQueue
 
@@ -56,13 +56,8 @@ class Binding:
         return f"{self.aor}\n{self.key}"
 
 
-class RegisterError(Exception):
-    def __init__(self, status: int, reason: str | None = None,
-                 headers: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__(reason or str(status))
-        self.status = status
-        self.reason = reason
-        self.headers = list(headers)
+class RegisterError(RequestError):
+    """A REGISTER answered with an error (RFC 3261 10.3); nothing was changed."""
 
 
 @dataclass(slots=True)

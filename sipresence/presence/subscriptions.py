@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
 from ..sip.endpoint import Peer
 from ..sip.headers import HeaderError, parse_name_addr, parse_params
 from ..sip.message import Request, Response
-from ..sip.uas import make_response, new_tag
+from ..sip.uas import RequestError, make_response, new_tag
 from ..sip.uri import SipURI, format_host, parse_uri
 from .packages import EventPackage, negotiate
 from .timers import DeadlineQueue
@@ -127,15 +127,8 @@ class Subscription:
         return Peer(self.transport, self.host, self.port, self.connection, self.local)
 
 
-class SubscribeError(Exception):
-    """A SUBSCRIBE answered with an error; nothing was changed."""
-
-    def __init__(self, status: int, reason: str | None = None,
-                 headers: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__(reason or str(status))
-        self.status = status
-        self.reason = reason
-        self.headers = list(headers)
+class SubscribeError(RequestError):
+    """A SUBSCRIBE answered with an error (RFC 6665); nothing was changed."""
 
 
 def agent_contact(peer: Peer) -> str:
@@ -228,7 +221,7 @@ class Notifier:
                 return self._new(request, peer, resource, now)
             return self._in_dialog(request, peer, now)
         except SubscribeError as exc:
-            return make_response(request, exc.status, exc.reason, headers=exc.headers)
+            return exc.response(request)
 
     def _package(self, request: Request) -> tuple[EventPackage, str | None]:
         try:

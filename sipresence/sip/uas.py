@@ -10,7 +10,7 @@ from .headers import HeaderError, parse_tokens
 from .message import Headers, Message, Request, Response
 
 __all__ = ["KNOWN_METHODS", "new_tag", "stable_tag", "make_response", "check_request",
-           "origin"]
+           "origin", "RequestError"]
 
 # Methods this agent recognises; an unrecognised one gets 501, a recognised one that the
 # application does not implement gets 405 (RFC 3261 8.2.1, 21.5.2).
@@ -109,3 +109,18 @@ def origin(request: Request) -> str:
     """
     via = request.vias[-1]
     return f"{via.transport}:{via.received or via.host}:{via.rport or via.port or 5060}"
+
+
+class RequestError(Exception):
+    """A request to be answered with an error status: raised after the checks and
+    before any change, so an error answer never comes with a change of state."""
+
+    def __init__(self, status: int, reason: str | None = None,
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(reason or str(status))
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+
+    def response(self, request: Request) -> Response:
+        return make_response(request, self.status, self.reason, headers=self.headers)
