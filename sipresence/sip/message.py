@@ -231,6 +231,15 @@ class Message:
         return value
 
     @property
+    def bottom_via(self) -> Via:
+        """The Via of the UA that sent the request: with a single Via (no proxy on the
+        way, the usual case) that is the already parsed and stamped top Via."""
+        values = self.headers._fields.get("via")
+        if values and len(values) == 1 and "," not in values[0]:
+            return self.top_via
+        return self.vias[-1]
+
+    @property
     def vias(self) -> list[Via]:
         """Every Via element, top first (parsed on demand; the UAS needs only the top)."""
         value: list[Via] | None = self._cache.get("vias")

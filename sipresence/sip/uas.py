@@ -107,7 +107,7 @@ def origin(request: Request) -> str:
     and rport the first hop added) is the device's, so two phones behind one proxy
     stay two devices, and a phone's PUBLISH and REGISTER name the same one.
     """
-    via = request.vias[-1]
+    via = request.bottom_via
     return f"{via.transport}:{via.received or via.host}:{via.rport or via.port or 5060}"
 
 
