@@ -291,3 +291,30 @@ def test_overloaded_endpoint_sheds_new_requests_but_serves_dialogs_and_retransmi
     (retransmitted, _), (in_dialog, _) = answers(ep)
     assert (retransmitted.status, in_dialog.status) == (200, 200)
     assert len(app.seen) == 3 and ep.stats.shed == 1
+
+
+def test_answered_transactions_let_go_of_their_parsed_request():
+    """Timer J keeps a server transaction 32 s for retransmissions: only the bytes of
+    its answer are kept, not the parsed message (garbage-collector pauses)."""
+    ep = Endpoint(App(status=200))
+    ep.receive_datagram(request("SUBSCRIBE", cseq="1 SUBSCRIBE"), CLIENT, 0.0)
+    class Ringing(App):
+        def handle_request(self, request, peer, now):
+            return None  # not answered yet: the endpoint sends 100 Trying
+
+    invite = Endpoint(Ringing())  # an INVITE still ringing keeps it, for CANCEL
+    invite.receive_datagram(request("INVITE", cseq="1 INVITE"), CLIENT, 0.0)
+    notify = Endpoint(App())
+    notify.send_request(make_notify(), CLIENT, 0.0, lambda response, now: None)
+    [sent] = notify.transmissions()
+    notify.receive_datagram(make_response(parse_datagram(sent.data), 200).to_bytes(), CLIENT, 0.1)
+
+    [answered] = ep._server.values()
+    [ringing] = invite._server.values()
+    [completed] = notify._client.values()
+    assert answered.tx.last is not None and answered.request is None
+    assert ringing.request is not None
+    assert completed.request is None
+    ep.receive_datagram(request("SUBSCRIBE", cseq="1 SUBSCRIBE"), CLIENT, 1.0)
+    [(again, _)] = answers(ep)[-1:]
+    assert again.status == 200  # retransmission still answered from the kept bytes
