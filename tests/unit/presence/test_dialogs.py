@@ -42,7 +42,8 @@ def publish_dialog(p, body: bytes, *, call_id="pbx-1", cseq=1, headers=(), peer=
     return p.request("PUBLISH", headers=["Event: dialog",
                                          "Content-Type: application/dialog-info+xml",
                                          *headers],
-                     body=body.decode(), from_uri="sip:alice@example.com", from_tag="pbx",
+                     body=body.decode("utf-8", "surrogateescape"), from_uri="sip:alice@example.com",
+                     from_tag="pbx",
                      call_id=call_id, cseq=cseq, peer=peer)
 
 
