@@ -53,7 +53,8 @@ class Phone:
                  f"From: <{from_uri}>;tag={from_tag}",
                  f"To: <{to_uri or uri}>" + (f";tag={to_tag}" if to_tag else ""),
                  f"Call-ID: {call_id}", f"CSeq: {cseq} {method}", "Max-Forwards: 70",
-                 *headers, f"Content-Length: {len(body.encode('utf-8', 'surrogateescape'))}", "", body]
+                 *headers, f"Content-Length: {len(body.encode('utf-8', 'surrogateescape'))}",
+                 "", body]
         before = len(self.inbox)
         self.send("\r\n".join(lines), peer)
         responses = [m for m in self.inbox[before:] if isinstance(m, Response)]
