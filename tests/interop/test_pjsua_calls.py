@@ -76,7 +76,7 @@ def test_pjsua_callers_get_486_480_and_302_by_the_callees_presence(agent):
         caller.command(cmd="call", uri=f"sip:bob@{host}:{port}", follow=True, seconds=1)
         phones[0].wait_for(event("incoming"))
         caller.wait_for(event("call", state="CONFIRMED"))
-        assert caller.wait_for(event("ended"))["code"] in (200, 487)
+        assert caller.wait_for(event("ended"))["code"] == 200  # talked, then hung up
     finally:
         for phone in phones:
             phone.close()
