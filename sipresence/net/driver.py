@@ -195,36 +195,39 @@ class Driver:
 
     # -- overload ----------------------------------------------------------------------
     def watch_load(self, interval: float = 0.05, max_lag: float = 0.1, streak: int = 3,
-                   hold: float = 1.0) -> None:
-        """Tell the endpoint it is overloaded while the reactor keeps running late.
+                   decrease: float = 0.75, floor: float = 0.02, step: float = 0.05) -> None:
+        """Admit only as much new work as the reactor keeps up with.
 
         A timer that fires *max_lag* late means input waited that long.  One late tick
         is a burst (a fan-out, a flood of re-SUBSCRIBEs after a restart) that the
         reactor then catches up with; *streak* late ticks in a row mean input arrives
-        faster than it is handled.  From then until *hold* seconds after the ticks are
-        on time again, new requests get 503: shedding load instead of collapsing
-        under retransmissions.
+        faster than it is handled.  From then on the share of new requests admitted
+        is multiplied by *decrease* at every late tick (down to *floor*) and grows by
+        *step* at every tick on time, back to all: the rest get 503 at once.  Goodput stays near
+        capacity under any offered load, instead of all-or-nothing swings that let
+        the socket buffer fill past the senders' retransmission timers.
         """
-        self._load = (interval, max_lag, streak, hold)
+        self._load = (interval, max_lag, streak, decrease, floor, step)
         self._late = 0
-        self._overloaded_until = 0.0
         self._tick_call = self.reactor.callLater(interval, self._tick, self.now() + interval)
 
     def _tick(self, expected: float) -> None:
-        interval, max_lag, streak, hold = self._load
+        interval, max_lag, streak, decrease, floor, step = self._load
         now = self.now()
-        lag = now - expected
-        self._late = self._late + 1 if lag > max_lag else 0
-        if self._late >= streak:
-            if not self.endpoint.overloaded:
+        late = now - expected > max_lag
+        self._late = self._late + 1 if late else 0
+        endpoint = self.endpoint
+        if late and (self._late >= streak or endpoint.overloaded):
+            if not endpoint.overloaded:
                 log.warn("overloaded: {n} ticks in a row {lag:.0f} ms late or more, "
-                         "answering new requests 503", n=self._late, lag=max_lag * 1000)
-            self._overloaded_until = now + hold
-            self.endpoint.overloaded = True
-        elif self.endpoint.overloaded and now >= self._overloaded_until:
-            log.info("load back to normal ({shed} requests shed so far)",
-                     shed=self.endpoint.stats.shed)
-            self.endpoint.overloaded = False
+                         "answering part of the new requests 503", n=self._late,
+                         lag=max_lag * 1000)
+            endpoint.admit = max(floor, endpoint.admit * decrease)
+        elif not late and endpoint.overloaded:
+            endpoint.admit = min(1.0, endpoint.admit + step)
+            if not endpoint.overloaded:
+                log.info("load back to normal ({shed} requests shed so far)",
+                         shed=endpoint.stats.shed)
         self._tick_call = self.reactor.callLater(interval, self._tick, now + interval)
 
     def stop(self) -> None:

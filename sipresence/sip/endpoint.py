@@ -163,9 +163,11 @@ class Endpoint:
         self.timers = timers
         self.schemes = frozenset(schemes)
         self.stats = EndpointStats()
-        # Set by the network layer while it cannot keep up (see Driver): new requests
-        # are then answered 503 with this Retry-After instead of being processed.
-        self.overloaded = False
+        # The share of new work taken on, set by the network layer while it cannot
+        # keep up (see Driver): the rest is answered 503 with this Retry-After before
+        # any time is spent on it.  1.0: everything (not overloaded).
+        self.admit = 1.0
+        self._credit = 0.0
         self.overload_retry_after = 2
         self.listeners: dict[str, tuple[str, int]] = {}
         self._server: dict[tuple[object, ...], _Entry] = {}
@@ -273,7 +275,7 @@ class Endpoint:
         self._out.append(Transmit(response.to_bytes(), self._answer_peer(message, peer)))
 
     def _receive(self, message: Message, peer: Peer, now: float) -> None:
-        if self.overloaded and isinstance(message, Request) and self._shed_early(message, peer):
+        if self.admit < 1.0 and isinstance(message, Request) and self._shed_early(message, peer):
             return
         try:
             validate(message)
@@ -331,8 +333,13 @@ class Endpoint:
         if self._after_response is not None:
             self._after_response(now)
 
+    @property
+    def overloaded(self) -> bool:
+        return self.admit < 1.0
+
     def _shed_early(self, request: Request, peer: Peer) -> bool:
-        """While overloaded, answer new work 503 before spending time on it.
+        """While overloaded, answer the share of new work not admitted 503 before
+        spending time on it (an even spread: with ``admit`` 0.25, one in four is taken).
 
         New work is an out-of-dialog request that is not a retransmission; in-dialog
         requests (subscription refreshes), ACK, CANCEL and retransmissions of
@@ -351,6 +358,10 @@ class Endpoint:
                 return False
         except HeaderError:
             return False  # let validation answer it
+        self._credit += self.admit
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            return False
         self._stamp_via(request, peer)
         self.stats.requests[request.method] += 1
         self.stats.shed += 1

@@ -17,23 +17,27 @@ def make():
     return clock, endpoint, Driver(clock, endpoint, agent)
 
 
-def test_a_reactor_late_again_and_again_turns_overload_on_and_a_calm_second_off():
+def test_a_reactor_late_again_and_again_sheds_a_growing_share_then_takes_all_again():
     clock, endpoint, driver = make()
-    driver.watch_load(interval=0.05, max_lag=0.1, streak=3, hold=1.0)
+    driver.watch_load(interval=0.05, max_lag=0.1, streak=3, decrease=0.75, floor=0.02,
+                      step=0.05)
     clock.advance(0.05)
-    assert not endpoint.overloaded
+    assert endpoint.admit == 1.0
     clock.advance(0.5)  # one tick 450 ms late: a burst, caught up with
     clock.advance(0.05)
-    assert not endpoint.overloaded
+    assert endpoint.admit == 1.0 and not endpoint.overloaded
     for _ in range(3):  # late every time: input arrives faster than it is handled
         clock.advance(0.2)
-    assert endpoint.overloaded
-    for _ in range(10):  # on time again, but held for a second
+    assert endpoint.overloaded and endpoint.admit == 0.75
+    for _ in range(15):  # still late: cut at every tick, never below the floor
+        clock.advance(0.2)
+    assert endpoint.admit == 0.02
+    for _ in range(10):  # on time: the share grows back step by step
         clock.advance(0.05)
-    assert endpoint.overloaded
-    for _ in range(15):
+    assert 0.5 < endpoint.admit < 0.53 and endpoint.overloaded
+    for _ in range(10):
         clock.advance(0.05)
-    assert not endpoint.overloaded
+    assert endpoint.admit == 1.0 and not endpoint.overloaded
     driver.stop()
     assert not clock.getDelayedCalls()
 

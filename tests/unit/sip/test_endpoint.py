@@ -278,7 +278,7 @@ def test_overloaded_endpoint_sheds_new_requests_but_serves_dialogs_and_retransmi
     ep = Endpoint(app)
     ep.receive_datagram(request("SUBSCRIBE", "z9hG4bK-old", cseq="1 SUBSCRIBE"), CLIENT, 0.0)
     answers(ep)
-    ep.overloaded = True
+    ep.admit = 0.0
     ep.receive_datagram(request("SUBSCRIBE", "z9hG4bK-new", cseq="1 SUBSCRIBE",
                                 call_id="call-2"), CLIENT, 0.1)
     ep.receive_datagram(request(branch="z9hG4bK-opt", call_id="call-3"), CLIENT, 0.1)
@@ -318,3 +318,15 @@ def test_answered_transactions_let_go_of_their_parsed_request():
     ep.receive_datagram(request("SUBSCRIBE", cseq="1 SUBSCRIBE"), CLIENT, 1.0)
     [(again, _)] = answers(ep)[-1:]
     assert again.status == 200  # retransmission still answered from the kept bytes
+
+
+def test_while_overloaded_the_admitted_share_of_new_requests_is_served_evenly():
+    app = App()
+    ep = Endpoint(app)
+    ep.admit = 0.25
+    for i in range(12):
+        ep.receive_datagram(request("SUBSCRIBE", f"z9hG4bK-{i}", cseq="1 SUBSCRIBE",
+                                    call_id=f"call-{i}"), CLIENT, 0.0)
+    statuses = [r.status for r, _ in answers(ep)]
+    assert statuses == [503, 503, 503, 200] * 3
+    assert ep.stats.shed == 9 and len(app.seen) == 3
