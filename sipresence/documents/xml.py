@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -114,18 +115,25 @@ class _NoFetch(etree.Resolver):
         return self.resolve_string("", context)
 
 
+_PARSERS = threading.local()
+
+
 def _parser() -> etree.XMLParser:
-    parser = etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        collect_ids=False,
-    )
-    parser.resolvers.add(_NoFetch())
+    """This thread's parser (lxml parsers may be reused, but not shared by threads)."""
+    parser: etree.XMLParser | None = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+            collect_ids=False,
+        )
+        parser.resolvers.add(_NoFetch())
+        _PARSERS.parser = parser
     return parser
 
 
@@ -134,7 +142,7 @@ def parse_xml(data: bytes, *, max_size: int = MAX_SIZE) -> etree._Element:
 
     The encoding declaration is honoured (FreeSWITCH says ISO-8859-1).  Whitespace before
     the XML declaration is forgiven.  Documents that declare entities or refer to one
-    are refused outright rather than left half-expanded.  A new parser per call keeps
+    are refused outright rather than left half-expanded.  One parser per thread keeps
     this safe to use from any thread (lxml parsers are not shareable across threads).
     """
     if len(data) > max_size:
@@ -178,11 +186,18 @@ def qualified(element: etree._Element, default_ns: str = "") -> tuple[str, str]:
     """``(namespace, local name)`` of *element* with the namespace aliases applied.
 
     *default_ns* stands in for "no namespace": a PIDF document without ``xmlns``
-    (pjproject#2909) is read as PIDF.
+    (pjproject#2909) is read as PIDF.  Read from the ``{namespace}local`` tag string:
+    this runs for every element of every document published.
     """
-    qname = etree.QName(element)
-    namespace = qname.namespace or default_ns
-    return NAMESPACE_ALIASES.get(namespace, namespace), qname.localname
+    tag = element.tag
+    if not isinstance(tag, str):
+        raise ValueError(f"not an element: {element!r}")
+    if tag[:1] == "{":
+        namespace, _, local = tag[1:].partition("}")
+    else:
+        namespace, local = "", tag
+    namespace = namespace or default_ns
+    return NAMESPACE_ALIASES.get(namespace, namespace), local
 
 
 def text_of(element: etree._Element) -> str:
