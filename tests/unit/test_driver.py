@@ -20,7 +20,7 @@ def make():
 def test_a_reactor_late_again_and_again_sheds_a_growing_share_then_takes_all_again():
     clock, endpoint, driver = make()
     driver.watch_load(interval=0.05, max_lag=0.1, streak=3, decrease=0.75, floor=0.02,
-                      step=0.05)
+                      step=0.05, settle=0.25)
     clock.advance(0.05)
     assert endpoint.admit == 1.0
     clock.advance(0.5)  # one tick 450 ms late: a burst, caught up with
@@ -29,7 +29,11 @@ def test_a_reactor_late_again_and_again_sheds_a_growing_share_then_takes_all_aga
     for _ in range(3):  # late every time: input arrives faster than it is handled
         clock.advance(0.2)
     assert endpoint.overloaded and endpoint.admit == 0.75
-    for _ in range(15):  # still late: cut at every tick, never below the floor
+    clock.advance(0.2)  # still late, but the cut has not had time to show
+    assert endpoint.admit == 0.75
+    clock.advance(0.2)
+    assert endpoint.admit == 0.75 * 0.75
+    for _ in range(30):  # late and late again: cut, never below the floor
         clock.advance(0.2)
     assert endpoint.admit == 0.02
     for _ in range(10):  # on time: the share grows back step by step
