@@ -24,15 +24,18 @@ class SipDatagramProtocol(DatagramProtocol):
         self.driver = driver
         self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.local: tuple[str, int] | None = None
+        self._socket: socket.socket | None = None
 
     def startProtocol(self) -> None:
         assert self.transport is not None
+        self._socket = self.transport.getHandle()  # type: ignore[attr-defined]
         address = self.transport.getHost()
         self.local = (address.host, address.port)
         self.driver.udp.append(self)
         self.driver.endpoint.add_listener("UDP", address.host, address.port)
 
     def stopProtocol(self) -> None:
+        self._socket = None
         if self in self.driver.udp:
             self.driver.udp.remove(self)
 
@@ -40,15 +43,26 @@ class SipDatagramProtocol(DatagramProtocol):
         self.driver.datagram(data, Peer("UDP", addr[0], addr[1], None, self.local))
 
     def send(self, data: bytes, host: str, port: int) -> bool:
-        """Send one datagram; False when the kernel refuses it at once."""
-        if self.transport is None:
+        """Send one datagram; False when the kernel refuses it at once.
+
+        Straight to the socket: the driver only hands over literal addresses of this
+        socket's family, which is what Twisted's ``Port.write`` spends its time
+        checking on every datagram.  A full send buffer (EAGAIN), an ICMP error from
+        an earlier datagram (ECONNREFUSED) or an oversized message all end here; the
+        transaction layer retransmits or gives up as for any lost datagram.
+        """
+        if self._socket is None:
             return False
-        try:
-            self.transport.write(data, (host, port))
-        except OSError as exc:
-            log.debug("UDP send to {host}:{port} failed: {exc}", host=host, port=port, exc=exc)
-            return False
-        return True
+        while True:
+            try:
+                self._socket.sendto(data, (host, port))
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                log.debug("UDP send to {host}:{port} failed: {exc}", host=host, port=port,
+                          exc=exc)
+                return False
+            return True
 
 
 def listen_udp(reactor: IReactorUDP, driver: Driver, host: str, port: int,
