@@ -174,8 +174,11 @@ class Driver:
 
     # -- time ------------------------------------------------------------------------
     def _arm(self) -> None:
-        deadlines = [d for d in (t.get_timer() for t in self._timed) if d is not None]
-        deadline = min(deadlines) if deadlines else None
+        deadline = None
+        for timed in self._timed:  # after every datagram: no intermediate lists
+            due = timed.get_timer()
+            if due is not None and (deadline is None or due < deadline):
+                deadline = due
         if deadline == self._deadline and (self._call is None or self._call.active()):
             return
         if self._call is not None and self._call.active():

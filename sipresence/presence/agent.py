@@ -101,6 +101,9 @@ class Agent:
             "SUBSCRIBE": self._subscribe,
             "INVITE": self._invite,
         }
+        # ACK and CANCEL of INVITE are the endpoint's (RFC 3261 17.2.1, 9.2).  Checked
+        # for every request, so spelled out once.
+        self.allowed_methods: tuple[str, ...] = (*self.handlers, "ACK", "CANCEL")
         self.routing = config.routing
 
     def attach(self, endpoint: Endpoint) -> None:
@@ -108,12 +111,6 @@ class Agent:
         self.endpoint = endpoint
 
     # -- capabilities --------------------------------------------------------------------
-    @property
-    def allowed_methods(self) -> tuple[str, ...]:
-        # ACK and CANCEL of INVITE are the endpoint's (RFC 3261 17.2.1, 9.2).
-        return (*self.handlers, "ACK", "CANCEL") if "INVITE" in self.handlers else tuple(
-            self.handlers)
-
     @property
     def accept(self) -> list[str]:
         types: list[str] = []
@@ -125,7 +122,7 @@ class Agent:
         """Allow, Accept, Allow-Events and Supported, as OPTIONS answers them.
 
         Built once per set of handlers and packages: OPTIONS pings are frequent."""
-        key = (tuple(self.handlers), tuple(self.packages))
+        key = (self.allowed_methods, tuple(self.packages))
         if self._capabilities is None or self._capabilities[0] != key:
             headers = [("Allow", ", ".join(self.allowed_methods)),
                        ("Accept", ", ".join(self.accept)),
