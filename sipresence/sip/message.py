@@ -64,10 +64,18 @@ REASONS = {
 }
 
 
+_KEYS: dict[str, str] = {}
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower case, compact form expanded."""
-    key = name.lower()
-    return COMPACT_FORMS.get(key, key)
+    key = _KEYS.get(name)
+    if key is None:
+        key = name.lower()
+        key = COMPACT_FORMS.get(key, key)
+        if len(_KEYS) < 4096:  # bounded: names come from the network
+            _KEYS[name] = key
+    return key
 
 
 def header_spelling(key: str) -> str:

@@ -21,6 +21,7 @@ KNOWN_METHODS = frozenset({
 
 
 _TAG_SECRET = os.urandom(16)
+_TAG_IDENTITY = ("call-id", "from", "cseq", "via")
 
 
 def new_tag() -> str:
@@ -36,8 +37,9 @@ def stable_tag(request: Message) -> str:
     to others as a random tag.
     """
     fields = request.headers._fields
-    identity = "\n".join(v[0] if v else "" for v in (
-        fields.get("call-id"), fields.get("from"), fields.get("cseq"), fields.get("via")))
+    call_id, from_, cseq, via = (fields.get(key) for key in _TAG_IDENTITY)
+    identity = (f"{call_id[0] if call_id else ''}\n{from_[0] if from_ else ''}\n"
+                f"{cseq[0] if cseq else ''}\n{via[0] if via else ''}")
     return hashlib.blake2b(identity.encode("utf-8", "surrogateescape"), digest_size=8,
                            key=_TAG_SECRET).hexdigest()
 
