@@ -9,6 +9,7 @@ composed for a presentity nobody asks about.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..documents.compose import Source, Summary, compose, summary
@@ -116,10 +117,18 @@ class Presentities:
             if bindings:
                 sources.append(registration_source(aor, bindings))
             on_the_phone = self.lines is not None and self.lines.on_the_phone(aor, now)
+            if not sources and not on_the_phone:
+                self._versions.pop(aor, None)  # nothing to remember about this one
+                return nobody(aor)
             presentity = Presentity(aor, self._versions.get(aor, 0),
                                     compose(aor, sources, on_the_phone=on_the_phone))
-            if sources or on_the_phone:
-                self._cache[aor] = presentity
-            else:
-                self._versions.pop(aor, None)  # nothing to remember about this one
+            self._cache[aor] = presentity
         return presentity
+
+
+@lru_cache(maxsize=4096)
+def nobody(aor: str) -> Presentity:
+    """A presentity with no source at all: closed, and the same every time.  Watchers
+    of people not (yet) on the system are common (a BLF key per colleague), and each of
+    their NOTIFYs would otherwise compose and serialise the same document again."""
+    return Presentity(aor, 0, compose(aor, []))
