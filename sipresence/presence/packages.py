@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..sip.headers import HeaderError, parse_accept
@@ -54,8 +55,14 @@ def negotiate(accept: list[str], offered: tuple[str, ...]) -> str | None:
 
     No Accept header means the package default (RFC 6665 section 7.2: the default
     type of the package).  Media ranges with wildcards match; q=0 refuses.  None
-    means nothing acceptable: the SUBSCRIBE gets 406.
+    means nothing acceptable: the SUBSCRIBE gets 406.  Phones send a handful of
+    distinct Accept headers, each parsed once.
     """
+    return _negotiate(tuple(accept), offered)
+
+
+@lru_cache(maxsize=1024)
+def _negotiate(accept: tuple[str, ...], offered: tuple[str, ...]) -> str | None:
     if not accept or not any(value.strip() for value in accept):
         return offered[0]
     try:
