@@ -66,7 +66,7 @@ def _negotiate(accept: tuple[str, ...], offered: tuple[str, ...]) -> str | None:
     if not accept or not any(value.strip() for value in accept):
         return offered[0]
     try:
-        ranges = parse_accept(accept)
+        ranges = parse_accept(list(accept))
     except HeaderError:
         return offered[0]  # lenient in: a broken Accept gets the default
     for media, q in ranges:  # best q first, header order among equals
