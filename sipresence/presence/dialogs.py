@@ -72,7 +72,7 @@ def merge(old: DialogInfo | None, new: DialogInfo) -> tuple[DialogInfo, bytes]:
 def dialog_package(min_expires: int, max_expires: int) -> EventPackage:
     return EventPackage(PACKAGE, notify_types=(DIALOG_INFO,), publish_types=(DIALOG_INFO,),
                         parse=_parse, merge=merge, min_expires=min_expires,
-                        max_expires=max_expires)
+                        max_expires=max_expires, one_per_source=False)
 
 
 class Lines:

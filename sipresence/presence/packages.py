@@ -33,6 +33,13 @@ class EventPackage:
     when set, combines a publisher's previous document (None for a new publication)
     with its new one and returns the document and the body to keep: dialog-info
     publishers send partial documents (Yealink), and what is stored must be whole.
+
+    ``one_per_source``: a device has one state in the package, so an initial PUBLISH
+    from the source of an earlier publication replaces it (a phone that lost its
+    entity tag after a 412 or a reboot starts over; INTEROP.md, complaint 4).  Not so
+    for dialogs: Kamailio's pua_dialoginfo publishes every call as a publication of
+    its own, all from the proxy's one address, with a new Call-ID each; there only a
+    publisher starting over in the same Call-ID (pjsua) replaces.
     """
 
     name: str
@@ -44,6 +51,7 @@ class EventPackage:
     min_expires: int = 60
     max_expires: int = 86400
     publish_default_expires: int = 3600
+    one_per_source: bool = True
 
     @property
     def publishable(self) -> bool:

@@ -132,7 +132,7 @@ class EventStateCompositor:
         etag = new_etag()
         if existing is None:
             assert content_type is not None
-            replaced = self._same_publisher(resource, package.name, publisher, call_id)
+            replaced = self._same_publisher(resource, package, publisher, call_id)
             if replaced is not None:
                 self._remove(replaced)
             publication = Publication(etag, resource, package.name, content_type.lower(), body,
@@ -173,10 +173,12 @@ class EventStateCompositor:
                 gone.append(publication)
         return gone
 
-    def _same_publisher(self, resource: str, package: str, publisher: str,
+    def _same_publisher(self, resource: str, package: EventPackage, publisher: str,
                         call_id: str) -> Publication | None:
-        for publication in self._by_resource.get((resource, package), {}).values():
-            if publication.publisher == publisher or publication.call_id == call_id:
+        """The publication an initial PUBLISH starts over (see EventPackage)."""
+        by_source = package.one_per_source
+        for publication in self._by_resource.get((resource, package.name), {}).values():
+            if publication.call_id == call_id or (by_source and publication.publisher == publisher):
                 return publication
         return None
 

@@ -144,6 +144,36 @@ def test_a_dialog_left_ringing_goes_stale_and_lamps_and_presence_are_told():
     assert b"on-the-phone" not in presence_notifies(p)[-1].body
 
 
+def test_a_proxy_publishing_each_call_on_its_own_keeps_every_call():
+    """Kamailio pua_dialoginfo: one publication per call, all from the proxy's address,
+    each with its own Call-ID.  A second call (call waiting) must not end the first."""
+    p = Phone()
+    p.request("SUBSCRIBE", call_id="blf", headers=subscribe_headers(
+        event="dialog", accept="application/dialog-info+xml"))
+    p.answer_all()
+    first = publish_dialog(p, dialog_doc("confirmed", "call-a"), call_id="kamailio-1")
+    p.answer_all()
+    second = publish_dialog(p, dialog_doc("early", "call-b"), call_id="kamailio-2")
+    assert second.status == 200
+    p.answer_all()
+    dialogs = p.agent.lines.dialogs("sip:alice@example.com", 0.0)
+    assert sorted((d.state, d.id) for d in dialogs) == [("confirmed", "call-a"),
+                                                        ("early", "call-b")]
+    [lamp] = parse_dialog_info(lamp_notifies(p)[-1].body).dialogs
+    assert (lamp.id, lamp.state) == ("call-b", "early")  # nothing said about call A
+    refresh = publish_dialog(p, dialog_doc("confirmed", "call-a"), call_id="kamailio-3",
+                             headers=[f"SIP-If-Match: {first.headers.get('SIP-ETag')}"])
+    assert refresh.status == 200
+
+
+def test_a_publisher_starting_over_in_its_call_id_replaces_its_dialogs():
+    p = Phone()
+    publish_dialog(p, dialog_doc("confirmed", "old"), call_id="pj-1")
+    publish_dialog(p, dialog_doc("early", "new"), call_id="pj-1", cseq=2)
+    dialogs = p.agent.lines.dialogs("sip:alice@example.com", 0.0)
+    assert [(d.id, d.state) for d in dialogs] == [("new", "early")]
+
+
 def test_two_publishers_with_the_same_dialog_id_keep_two_dialogs():
     p = Phone()
     publish_dialog(p, dialog_doc("confirmed", "1000"), call_id="pbx-a")
