@@ -18,6 +18,7 @@ known (RFC 3261 20.33 allows it on 486 and 480); the person's note goes into a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +27,12 @@ from ..documents.compose import Summary
 from ..documents.pidf import PresenceDocument
 from ..documents.xml import TIMED_STATUS_NS
 
-__all__ = ["LineState", "RoutingPolicy", "Decision", "decide", "line_state"]
+__all__ = ["LineState", "RoutingPolicy", "Decision", "decide", "line_state", "warning_text"]
+
+# Longest note carried in a Warning: a caller's display has a line or two, and the
+# answer must stay well inside a UDP datagram.
+WARNING_TEXT_MAX = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 BUSY_ACTIVITIES = frozenset({"busy", "on-the-phone", "meeting", "performance",
                              "presentation", "playing", "steering", "worship"})
@@ -111,10 +117,24 @@ class Decision:
         out = [("Contact", f"<{target}>") for target in self.targets]
         if self.retry_after is not None:
             out.append(("Retry-After", str(self.retry_after)))
-        if self.note:
-            text = self.note.replace("\\", "\\\\").replace('"', '\\"')
+        text = warning_text(self.note)
+        if text:
             out.append(("Warning", f'399 sipresence "{text}"'))
         return out
+
+
+def warning_text(note: str | None) -> str:
+    """The note as the quoted-string of a Warning (RFC 3261 20.43, 25.1).
+
+    The note is whatever a publisher wrote: a CR or LF in it would end the header and
+    let any publisher add headers to callers' answers, and a quoted-string cannot
+    carry them even escaped.  Control characters become one space; the text is cut
+    at :data:`WARNING_TEXT_MAX` characters; backslash and quote are escaped.
+    """
+    if not note:
+        return ""
+    text = " ".join(_CONTROL.sub(" ", note).split())[:WARNING_TEXT_MAX]
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _retry_after(state: LineState, activities: Iterable[str], now: float) -> int | None:

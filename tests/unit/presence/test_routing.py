@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sipresence.presence.routing import LineState, RoutingPolicy, decide
+from sipresence.presence.routing import LineState, RoutingPolicy, decide, warning_text
+
+from .test_agent import PIDF, Phone, invite, register
 
 POLICY = RoutingPolicy()
 AVAILABLE = LineState("open", registered=True, contacts=("sip:alice@192.0.2.7:5070",))
@@ -51,3 +53,42 @@ def test_unavailable_target_turns_busy_and_unavailable_into_a_redirect():
     assert (d.action, d.status, d.targets) == ("redirect", 302,
                                                ("sip:voicemail@example.com",))
     assert decide(AVAILABLE, policy, 0).action == "proceed"
+
+
+def test_a_note_cannot_add_headers_to_the_answer():
+    state = LineState("closed", note='Lunch\r\nX-Evil: 1\t"back" \\ soon\x00', registered=True)
+    d = decide(state, POLICY, 0)
+    assert d.headers() == [("Warning", '399 sipresence "Lunch X-Evil: 1 \\"back\\" \\\\ soon"')]
+    assert warning_text("x" * 500) == "x" * 200
+    assert warning_text("\r\n") == "" and warning_text(None) == ""
+
+
+def test_a_published_note_with_line_breaks_stays_inside_the_warning():
+    p = Phone()
+    register(p)
+    body = PIDF.format(basic="closed", activity="away", note="Lunch&#13;&#10;X-Evil: 1")
+    assert p.request("PUBLISH", headers=["Event: presence",
+                                         "Content-Type: application/pidf+xml"],
+                     body=body, from_uri="sip:alice@example.com").status == 200
+    response = invite(p)
+    assert response.status == 480
+    assert response.headers.get("Warning") == '399 sipresence "Lunch X-Evil: 1"'
+    assert response.headers.get("X-Evil") is None
+
+
+def test_a_closed_callee_with_a_timed_status_gets_retry_after_when_they_open_again():
+    p = Phone()
+    register(p)
+    body = PIDF.format(basic="closed", activity="away", note="Gone").replace(
+        "</tuple>", '<ts:timed-status xmlns:ts="urn:ietf:params:xml:ns:pidf:timed-status" '
+                    'from="2030-01-01T13:00:00Z"><ts:basic>open</ts:basic>'
+                    '</ts:timed-status></tuple>', 1)
+    assert p.request("PUBLISH", headers=["Event: presence",
+                                         "Content-Type: application/pidf+xml"],
+                     body=body, from_uri="sip:alice@example.com").status == 200
+    p.now = 1893499200.0  # 2030-01-01T12:00:00Z: open again in an hour
+    response = invite(p)
+    assert response.status == 480
+    assert response.headers.get("Retry-After") == "3600"
+    p.now = 1893502800.0 + 60  # past that time, nothing to promise
+    assert invite(p, call_id="call-2").headers.get("Retry-After") is None
