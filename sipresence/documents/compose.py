@@ -23,10 +23,13 @@ The rules, and why:
 * **On the phone.**  When the core sees a confirmed dialog it passes ``on_the_phone``:
   the ``on-the-phone`` activity is added to the merged activities (as Asterisk does for
   INUSE), ``basic`` is left alone (an open phone line is still open; Asterisk and
-  Kamailio users expect "open, on the phone", not "closed"), and the note "On the phone"
-  is added when no source gave a person note, because pjsua shows the note as the status
-  text and its RPID reader does not know ``on-the-phone``.  Any ``from``/``until`` of the
-  published activities is dropped then, since the merged set no longer matches it.
+  Kamailio users expect "open, on the phone", not "closed"), and the person's note says
+  so: "On the phone", or "On the phone (Weekly sync)" when a source gave a note without
+  a language, which stays in brackets.  pjsua shows the first note as the status text
+  and its RPID reader does not know ``on-the-phone``, so a note that kept saying "In the
+  office" would hide the call from every pjsua watcher.  Notes in other languages
+  follow unchanged.  Any ``from``/``until`` of the published activities is dropped
+  then, since the merged set no longer matches it.
 * **Presence-level notes** are merged per ``xml:lang``, newest wins.
 * **Nobody there.**  With no tuples at all the result has one tuple ``closed`` (``open``
   if the person is on the phone): without a tuple pjsua shows an unknown state and
@@ -126,7 +129,7 @@ def _person(entity: str, sources: Sequence[Source], on_the_phone: bool) -> Perso
         if "on-the-phone" not in activities.values:
             values = (*activities.values, "on-the-phone")
             fields["activities"] = replace(activities, values=values, since=None, until=None)
-        notes = notes or (Note(ON_THE_PHONE_NOTE),)
+        notes = _on_the_phone_notes(notes)
     return Person(
         id=f"p{digest(entity, 8)}",
         extensions=tuple(extensions.values()),
@@ -134,6 +137,17 @@ def _person(entity: str, sources: Sequence[Source], on_the_phone: bool) -> Perso
         timestamp=next((p.timestamp for p in persons if p.timestamp is not None), None),
         **fields,
     )
+
+
+def _on_the_phone_notes(notes: tuple[Note, ...]) -> tuple[Note, ...]:
+    """The person's notes during a call: first the one that says so (module docs)."""
+    own = next((note for note in notes if not note.lang), None)
+    if own is None:
+        return (Note(ON_THE_PHONE_NOTE), *notes)
+    text = own.text
+    if not text.startswith(ON_THE_PHONE_NOTE):  # Asterisk publishes it itself (INUSE)
+        text = f"{ON_THE_PHONE_NOTE} ({text})"
+    return (Note(text), *(note for note in notes if note is not own))
 
 
 @dataclass(frozen=True)

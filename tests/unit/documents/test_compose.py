@@ -96,11 +96,26 @@ def test_on_the_phone_keeps_published_activities_and_notes():
         notes=(Note("Weekly sync"),)),))
     [person] = compose(ALICE, [Source("a", busy, 1.0)], on_the_phone=True).persons
     assert person.activities == Activities(("meeting", "on-the-phone"))  # until no longer holds
-    assert person.notes == (Note("Weekly sync"),)
+    assert person.notes == (Note("On the phone (Weekly sync)"),)  # pjsua shows the first note
     already = PresenceDocument(ALICE, persons=(Person("p", activities=Activities(
         ("on-the-phone",))),))
     [person] = compose(ALICE, [Source("a", already, 1.0)], on_the_phone=True).persons
     assert person.activities == Activities(("on-the-phone",))
+
+
+def test_on_the_phone_comes_first_in_the_note_and_other_languages_follow(valid):
+    said = PresenceDocument(ALICE, persons=(Person("p", notes=(
+        Note("Im Büro", "de"), Note("In the office"))),))
+    doc = compose(ALICE, [Source("a", said, 1.0)], on_the_phone=True)
+    assert doc.persons[0].notes == (Note("On the phone (In the office)"), Note("Im Büro", "de"))
+    assert summary(doc).note == "On the phone (In the office)"
+    valid(serialize_pidf(doc))
+    german = PresenceDocument(ALICE, persons=(Person("p", notes=(Note("Im Büro", "de"),)),))
+    doc = compose(ALICE, [Source("a", german, 1.0)], on_the_phone=True)
+    assert doc.persons[0].notes == (Note(ON_THE_PHONE_NOTE), Note("Im Büro", "de"))
+    asterisk = PresenceDocument(ALICE, persons=(Person("p", notes=(Note("On the phone"),)),))
+    doc = compose(ALICE, [Source("a", asterisk, 1.0)], on_the_phone=True)
+    assert doc.persons[0].notes == (Note(ON_THE_PHONE_NOTE),)
 
 
 def test_an_expired_source_is_gone_when_not_passed():
