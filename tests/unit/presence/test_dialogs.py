@@ -70,9 +70,14 @@ def valid(body: bytes) -> bool:
 
 
 def test_every_dialog_info_sample_is_accepted_as_a_publication():
-    for name in ("asterisk-pjsip-dialoginfo-early.xml", "yealink-t46g-dialoginfo-full.xml"):
+    samples = [path for path in sorted(SAMPLES.glob("*.xml"))
+               if etree.QName(etree.parse(str(path)).getroot()).localname == "dialog-info"]
+    assert len(samples) >= 2
+    for path in samples:
         p = Phone()
-        assert publish_dialog(p, (SAMPLES / name).read_bytes()).status == 200, name
+        assert publish_dialog(p, path.read_bytes()).status == 200, path.name
+        assert p.agent.lines.dialogs("sip:alice@example.com", 0.0) or b"<dialog " not in (
+            path.read_bytes()), path.name
 
 
 def test_blf_watcher_gets_full_then_partial_with_rising_versions_and_identities_kept():
@@ -182,3 +187,59 @@ def test_two_publishers_with_the_same_dialog_id_keep_two_dialogs():
     dialogs = p.agent.lines.dialogs("sip:alice@example.com", 0.0)
     assert sorted(d.state for d in dialogs) == ["confirmed", "early"]
     assert len({d.id for d in dialogs}) == 2
+
+
+def test_a_lamp_sees_every_state_of_a_call_in_order_and_the_person_is_busy_when_it_rings():
+    p = Phone()
+    p.request("SUBSCRIBE", call_id="blf", headers=subscribe_headers(
+        event="dialog", accept="application/dialog-info+xml"))
+    p.request("SUBSCRIBE", call_id="pres", from_tag="b2", headers=subscribe_headers())
+    p.answer_all()
+    etag = None
+    seen = []
+    for cseq, state in enumerate(("trying", "proceeding", "early", "confirmed", "terminated"),
+                                 start=1):
+        headers = [f"SIP-If-Match: {etag}"] if etag else []
+        response = publish_dialog(p, dialog_doc(state, version=cseq), cseq=cseq,
+                                  headers=headers)
+        assert response.status == 200, state
+        etag = response.headers.get("SIP-ETag")
+        p.answer_all()
+        doc = parse_dialog_info(lamp_notifies(p)[-1].body)
+        [dialog] = doc.dialogs
+        seen.append((doc.version, dialog.state,
+                     b"on-the-phone" in presence_notifies(p)[-1].body))
+    assert seen == [(2, "trying", False), (3, "proceeding", False), (4, "early", True),
+                    (5, "confirmed", True), (6, "terminated", False)]
+
+
+def test_a_call_left_up_past_max_call_goes_stale():
+    """A PBX that lost the BYE keeps refreshing its publication: the lamp still goes out."""
+    p = Phone()
+    p.request("SUBSCRIBE", call_id="blf", headers=subscribe_headers(
+        event="dialog", accept="application/dialog-info+xml"))
+    p.answer_all()
+    # Up for 5 h 55 min already when published: stale five minutes later (max_call 6 h).
+    body = dialog_doc("confirmed").replace(b"</state>", b"</state><duration>21300</duration>")
+    assert publish_dialog(p, body, headers=["Expires: 86400"]).status == 200
+    p.answer_all()
+    assert p.agent.lines.on_the_phone("sip:alice@example.com", 0.0)
+    assert p.agent.get_timer() == 300.0
+    p.now = 300.0
+    p.agent.handle_timer(300.0)
+    p.collect()
+    [dialog] = parse_dialog_info(lamp_notifies(p)[-1].body).dialogs
+    assert dialog.state == "terminated"
+    assert not p.agent.lines.on_the_phone("sip:alice@example.com", 300.0)
+
+
+def test_registrations_can_be_left_out_of_presence():
+    from sipresence.presence.agent import AgentConfig
+
+    from .test_agent import register
+
+    p = Phone(config=AgentConfig(registrations_as_source=False))
+    assert register(p).status == 200
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    assert [t.basic for t in parse_pidf(p.notifies()[-1].body).tuples] == ["closed"]
+    assert p.agent.route("sip:alice@example.com", 0.0).status == 480

@@ -64,6 +64,8 @@ def test_bad_registers_change_nothing(contacts, expires, status):
     with pytest.raises(RegisterError) as error:
         reg.register(register(contacts, expires=expires, cseq=2), now=1)
     assert error.value.status == status
+    if status == 423:  # RFC 3261 10.3 step 7: the answer says what is acceptable
+        assert ("Min-Expires", str(reg.min_expires)) in error.value.headers
     assert [b.uri for b in reg.all()] == ["sip:alice@192.0.2.7:5070"]
 
 
