@@ -198,17 +198,17 @@ class Endpoint:
         try:
             message = parse_datagram(data)
         except ParseError as exc:
-            self._malformed(exc, peer)
+            self._malformed(exc, peer, len(data))
             return
         if message is not None:
-            self._receive(message, peer, now)
+            self._receive(message, peer, now, len(data))
 
     def receive_stream(self, item: object, peer: Peer, now: float) -> None:
         """Take one item from a :class:`~sipresence.sip.parser.StreamFramer`."""
         if item is KEEPALIVE:
             self._out.append(Transmit(b"\r\n", peer))  # RFC 5626 pong
         elif isinstance(item, ParseError):
-            self._malformed(item, peer)
+            self._malformed(item, peer, 0)
         elif isinstance(item, Message):
             self._receive(item, peer, now)
 
@@ -261,26 +261,43 @@ class Endpoint:
         self._send_response(entry, response, now)
 
     # -- inside ----------------------------------------------------------------------
-    def _malformed(self, exc: ParseError, peer: Peer) -> None:
+    def _malformed(self, exc: ParseError, peer: Peer, size: int) -> None:
+        """Answer a request that failed the parser or validation; drop anything else.
+
+        A response is dropped (RFC 4475), and so is an ACK, which is never answered.
+        A request is answered even without a usable Via, since RFC 3261 8.2 asks for
+        a 400 naming the missing header: :meth:`_answer_peer` then falls back to where
+        it came from (a datagram's source address, a stream's connection), and the
+        answer carries no Via; over UDP only when it is no larger than the request
+        (*size* bytes).
+        No transaction is created, no Via is stamped, and the application never sees
+        the request.
+        """
         self.stats.malformed[exc.reason] += 1
         message = exc.message
         if not isinstance(message, Request) or not message.method or message.method == "ACK":
             log.debug("dropped malformed message from %s:%s: %s", peer.host, peer.port, exc.reason)
             return
-        if not message.headers.get("via"):
-            return  # nothing to route an answer by
-        log.debug("answering %s %s to %s:%s", exc.status, exc.reason, peer.host, peer.port)
         response = make_response(message, exc.status, exc.reason)
+        data = response.to_bytes()
+        if (not peer.reliable and not message.headers.get("via")
+                and len(data) > size):
+            # Without a Via the answer goes to the datagram's source address, which
+            # anyone can forge: never send more than came, or junk sent in a victim's
+            # name would be reflected at it, larger.
+            log.debug("not answering %s from %s:%s: no Via", exc.reason, peer.host, peer.port)
+            return
+        log.debug("answering %s %s to %s:%s", exc.status, exc.reason, peer.host, peer.port)
         self._count_response(response.status)
-        self._out.append(Transmit(response.to_bytes(), self._answer_peer(message, peer)))
+        self._out.append(Transmit(data, self._answer_peer(message, peer)))
 
-    def _receive(self, message: Message, peer: Peer, now: float) -> None:
+    def _receive(self, message: Message, peer: Peer, now: float, size: int = 0) -> None:
         if self.admit < 1.0 and isinstance(message, Request) and self._shed_early(message, peer):
             return
         try:
             validate(message)
         except ParseError as exc:
-            self._malformed(exc, peer)
+            self._malformed(exc, peer, size)
             return
         if isinstance(message, Response):
             self._receive_response(message, now)
@@ -501,7 +518,7 @@ class Endpoint:
         try:
             via = request.top_via
         except HeaderError:
-            return peer  # a malformed Via: the source address is all there is
+            return peer  # no Via or a malformed one: the source is all there is
         if peer.reliable:
             # The same connection; should it close, a new one to received:sent-by port.
             port = via.port or DEFAULT_PORTS.get(peer.transport, 5060)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sipresence.sip.endpoint import Endpoint, Peer
 from sipresence.sip.message import Request, Response
-from sipresence.sip.parser import parse_datagram
+from sipresence.sip.parser import StreamFramer, parse_datagram
 from sipresence.sip.uas import make_response
 
 CLIENT = Peer("UDP", "192.0.2.7", 5070, None, ("127.0.0.1", 5060))
@@ -155,6 +157,73 @@ def test_malformed_request_gets_400_with_reason_and_never_reaches_the_applicatio
     [(response, _)] = answers(ep)
     assert (response.status, response.reason) == (400, "CSeq method does not match request method")
     assert app.seen == []
+
+
+def without(name, data):
+    """*data* with every field line of header *name* left out."""
+    prefix = f"{name}:".lower().encode()
+    return b"\r\n".join(line for line in data.split(b"\r\n")
+                         if not line.lower().startswith(prefix))
+
+
+def test_request_without_via_gets_400_at_its_source_address_over_udp():
+    app = App()
+    ep = Endpoint(app)
+    peer = Peer("UDP", "198.51.100.9", 40000, None, ("127.0.0.1", 5060))
+    ep.receive_datagram(without("Via", request("SUBSCRIBE", cseq="1 SUBSCRIBE")), peer, 0.0)
+    [(response, to)] = answers(ep)
+    assert (response.status, response.reason) == (400, "Missing Via")
+    assert "Via" not in response.headers  # nothing to copy
+    assert response.call_id == "call-1" and response.cseq.method == "SUBSCRIBE"
+    assert to == peer
+    assert app.seen == [] and ep.transaction_count() == 0 and ep.get_timer() is None
+
+
+def test_request_without_via_gets_400_on_the_same_connection_over_a_stream():
+    app = App()
+    ep = Endpoint(app)
+    peer = Peer("TCP", "192.0.2.7", 51000, 17, ("127.0.0.1", 5060))
+    [item] = StreamFramer().feed(without("Via", request("SUBSCRIBE", cseq="1 SUBSCRIBE")))
+    ep.receive_stream(item, peer, 0.0)
+    [(response, to)] = answers(ep)
+    assert (response.status, response.reason) == (400, "Missing Via")
+    assert to == peer  # connection 17, and its source address should it close
+    assert app.seen == [] and ep.transaction_count() == 0
+
+
+def test_junk_without_via_over_udp_is_not_reflected_larger():
+    """The source of a datagram can be forged: an answer routed by it alone must not
+    be larger than what came, or the agent amplifies floods aimed at someone else."""
+    ep = Endpoint(App())
+    for junk in (b"S", b"FOO sip:x SIP/2.0\r\n\r\n", b"INVITE sip:a@b SIP/2.0\r\nTo: x\r\n\r\n"):
+        ep.receive_datagram(junk, CLIENT, 0.0)
+    assert ep.transmissions() == []
+    assert sum(ep.stats.malformed.values()) == 3
+
+
+def test_response_or_ack_without_via_is_dropped_silently():
+    ep = Endpoint(App())
+    ep.receive_datagram(b"SIP/2.0 200 OK\r\nFrom: <sip:a@example.com>;tag=1\r\n"
+                        b"To: <sip:b@example.com>;tag=2\r\nCall-ID: c\r\nCSeq: 1 NOTIFY\r\n"
+                        b"Content-Length: 0\r\n\r\n", CLIENT, 0.0)
+    ep.receive_datagram(without("Via", request("ACK", cseq="1 ACK")), CLIENT, 0.0)
+    assert ep.transmissions() == []
+    assert ep.stats.malformed["Missing Via"] == 2
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("From", "Missing From"), ("To", "Missing To"), ("CSeq", "Missing CSeq"),
+    ("Call-ID", "Missing Call-ID"),
+])
+def test_request_missing_a_mandatory_header_gets_400_naming_it(name, reason):
+    app = App()
+    ep = Endpoint(app)
+    ep.receive_datagram(without(name, request("SUBSCRIBE", cseq="1 SUBSCRIBE")), CLIENT, 0.0)
+    [(response, to)] = answers(ep)
+    assert (response.status, response.reason) == (400, reason)
+    assert name not in response.headers
+    assert to == CLIENT
+    assert app.seen == [] and ep.transaction_count() == 0
 
 
 def test_malformed_response_is_dropped():
