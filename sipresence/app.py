@@ -176,7 +176,8 @@ def build_services(config: Config, reactor: Any) -> Any:
         ListenerService(address.transport, listen).setServiceParent(services)
     if config.http is not None:
         host, port = config.http
-        ListenerService("http", partial(reactor.listenTCP, port, build_site(registry),
+        site = build_site(registry, agent, driver)
+        ListenerService("http", partial(reactor.listenTCP, port, site,
                                         interface=host)).setServiceParent(services)
     RestoreService(agent, driver, config).setServiceParent(services)
     return services
@@ -260,15 +261,17 @@ class RestoreService(_service_base()):  # type: ignore[misc]
         from twisted.logger import Logger
 
         Logger(namespace="sipresence.store").info(
-            "restored {publications} publications, {subscriptions} subscriptions and "
-            "{bindings} registrations{unclean}", publications=len(snapshot.publications),
-            subscriptions=len(snapshot.subscriptions), bindings=len(snapshot.bindings),
+            "restored {publications} publications, {subscriptions} subscriptions, "
+            "{bindings} registrations and {rules} rules{unclean}",
+            publications=len(snapshot.publications), subscriptions=len(snapshot.subscriptions),
+            bindings=len(snapshot.bindings), rules=len(snapshot.rules),
             unclean="" if snapshot.clean else " after an unclean stop")
         self.agent.restore(snapshot.publications, snapshot.subscriptions, self.driver.now(),
-                           snapshot.bindings)
+                           snapshot.bindings, snapshot.rules)
         snapshot.publications.clear()
         snapshot.subscriptions.clear()
         snapshot.bindings.clear()
+        snapshot.rules.clear()
         self.driver.flush()
         # Watched from now on: a long restore is not an overload.
         self.driver.watch_load(max_lag=self.config.overload_lag)

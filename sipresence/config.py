@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .presence.agent import AgentConfig
+from .presence.policy import ACTIONS
 from .sip.transaction import TimerConfig
 
 __all__ = ["ConfigError", "ListenAddress", "Config", "parse_listen", "parse_hostport", "load"]
@@ -139,6 +140,12 @@ def _boolean(value: Any, what: str) -> bool:
     return value
 
 
+def _choice(value: Any, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise ConfigError(f"{what} must be one of {', '.join(choices)}")
+    return str(value)
+
+
 def _string(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{what} must be a string")
@@ -177,6 +184,8 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "retry_delay": _presence("retry_delay", float),
         "registrations_as_source": lambda c, v: _set_presence(
             c, "registrations_as_source", _boolean(v, "presence.registrations_as_source")),
+        "sub_handling": lambda c, v: _set_presence(
+            c, "sub_handling", _choice(v, ACTIONS, "presence.sub_handling")),
     },
     "routing": {
         "unavailable_target": lambda c, v: _set_routing(

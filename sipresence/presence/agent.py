@@ -20,10 +20,11 @@ from ..sip.endpoint import Endpoint, Peer
 from ..sip.headers import HeaderError
 from ..sip.message import Request, Response
 from ..sip.uas import make_response, origin
-from ..sip.uri import AbsoluteURI, SipURI
+from ..sip.uri import AbsoluteURI, SipURI, parse_uri
 from ..store.journal import Journal
 from .dialogs import BusyLamps, Lines, dialog_package
 from .packages import EventPackage
+from .policy import Authorization, Rule
 from .presentity import Presentities, presence_package, watcherinfo_package
 from .publications import EventStateCompositor, Publication, PublishError
 from .registrar import Binding, RegisterError, Registrar
@@ -31,6 +32,9 @@ from .routing import Decision, RoutingPolicy, decide, line_state
 from .subscriptions import Notifier, Subscription, SubState
 from .timers import DeadlineQueue
 from .watchers import WatcherInformation
+
+# A rule's sub-handling as the notifier's decision for a new subscription.
+_SUB_STATES = {"allow": "active", "confirm": "pending", "block": "rejected"}
 
 __all__ = ["Agent", "AgentConfig"]
 
@@ -53,6 +57,8 @@ class AgentConfig:
     retry_delay: float = 1.0
     # A registered device makes an open tuple of its own (RFC 4479: a service).
     registrations_as_source: bool = True
+    # What happens to a watcher no rule names: allow, confirm or block (policy.py).
+    sub_handling: str = "allow"
     # How INVITEs are answered (see presence/routing.py).
     routing: RoutingPolicy = field(default_factory=RoutingPolicy)
 
@@ -85,6 +91,7 @@ class Agent:
         # of an address of record turns stale.
         self._on_the_phone: set[str] = set()
         self._stale = DeadlineQueue()
+        self.authorization = Authorization(config.sub_handling)
         self.notifier = Notifier(
             self.packages, self._send, self._render, policy=self._policy,
             observe=self._watcher_event,
@@ -154,6 +161,21 @@ class Agent:
             return "sip:" + uri.opaque
         if not isinstance(uri, SipURI):
             raise HeaderError("Request-URI is not a SIP URI")
+        return uri.aor()
+
+    @staticmethod
+    def address(text: str) -> str:
+        """The address of record a user or script names (``alice@example.com``,
+        ``sip:Alice@EXAMPLE.com``, ``pres:...``), as requests name presentities.
+        Raises ValueError when it is no SIP address."""
+        text = text.strip()
+        if ":" not in text.partition("@")[0]:
+            text = "sip:" + text
+        uri = parse_uri(text)
+        if isinstance(uri, AbsoluteURI) and uri.scheme == "pres":
+            uri = parse_uri("sip:" + uri.opaque)
+        if not isinstance(uri, SipURI):
+            raise ValueError(f"not a SIP address: {text}")
         return uri.aor()
 
     def _served(self, resource: str) -> bool:
@@ -267,8 +289,8 @@ class Agent:
             self._stale.set(aor, stale)
 
     def _render(self, subscription: Subscription, now: float) -> tuple[str, bytes] | None:
-        if subscription.state is SubState.PENDING:
-            return None  # RFC 3856 6.6.2: no state before authorization
+        if not subscription.authorized:
+            return None  # RFC 3856 6.6.2: no state before authorization, nor after a no
         if subscription.package == "presence":
             presentity = self.presentities.get(subscription.resource, now)
             return subscription.content_type, presentity.body(subscription.content_type)
@@ -283,14 +305,44 @@ class Agent:
         if subscription.package == "dialog":
             self.lamps.forget(subscription)
 
-    @staticmethod
-    def _policy(watcher: str, resource: str, package: str) -> str:
+    def _policy(self, watcher: str, resource: str, package: str) -> str:
         """Who may subscribe.  Watcher information is for the presentity itself only
-        (RFC 3857 section 5.1); presence is open to all until authorization rules
-        (RFC 5025) are configured."""
-        if package == "presence.winfo" and watcher != resource:
-            return "rejected"
-        return "active"
+        (RFC 3857 section 5.1); presence and the line (dialog) follow the person's
+        rules (policy.py)."""
+        if package == "presence.winfo":
+            return "active" if watcher == resource else "rejected"
+        return _SUB_STATES[self.authorization.decide(watcher, resource)]
+
+    # -- authorization rules -----------------------------------------------------------
+    def set_rule(self, presentity: str, watcher: str, action: str, now: float) -> Rule:
+        """Set what *watcher* (an address of record or a domain) may see of
+        *presentity*; live subscriptions it names are decided again at once.
+        Raises ValueError for an unknown action."""
+        rule = self.authorization.set(presentity, watcher, action)
+        self.journal.put("rule", rule.store_key, rule)
+        self._authorize(presentity, now)
+        return rule
+
+    def remove_rule(self, presentity: str, watcher: str, now: float) -> Rule | None:
+        rule = self.authorization.remove(presentity, watcher)
+        if rule is not None:
+            self.journal.delete("rule", rule.store_key)
+            self._authorize(presentity, now)
+        return rule
+
+    def _authorize(self, presentity: str, now: float) -> None:
+        """Apply the rules to the live subscriptions of *presentity*: a pending one
+        that is now allowed becomes active and gets the state; a blocked one ends
+        with reason rejected (RFC 6665 4.2.2).  An allowed watcher is not made
+        pending again by a later ``confirm``: that decision was taken."""
+        for package in ("presence", "dialog"):
+            for subscription in self.notifier.watchers(package, presentity):
+                decision = self._policy(subscription.watcher, presentity, package)
+                if decision == "rejected":
+                    self.notifier.end(subscription, "rejected", "reject")
+                elif decision == "active" and subscription.state is SubState.PENDING:
+                    self.notifier.approve(subscription)
+        self.notifier.flush(now)
 
     def _watcher_event(self, subscription: Subscription, event: str) -> None:
         if subscription.package == "presence":
@@ -328,8 +380,10 @@ class Agent:
 
     def restore(self, publications: Iterable[Publication],
                 subscriptions: Iterable[Subscription], now: float,
-                bindings: Iterable[Binding] = ()) -> None:
+                bindings: Iterable[Binding] = (), rules: Iterable[Rule] = ()) -> None:
         """Load stored state (counters come back as the reservations the store held)."""
+        for rule in rules:
+            self.authorization.restore(rule)
         for binding in bindings:
             self.registrar.restore(binding)
         for publication in publications:

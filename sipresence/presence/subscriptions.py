@@ -109,6 +109,9 @@ class Subscription:
     failures: int = field(default=0, compare=False)
     ending: str | None = field(default=None, compare=False)  # reason of a pending termination
     full_state_due: bool = field(default=True, compare=False)
+    # Ever allowed to see the state (active, now or before it ended): what a NOTIFY
+    # may carry.  A watcher rejected or timed out while pending never sees any.
+    authorized: bool = field(default=False, compare=False)
 
     def reserve_counters(self) -> bool:
         """Reserve a new block when a counter passed the stored one; True if it did."""
@@ -261,7 +264,8 @@ class Notifier:
             remote_target=target, route_set=request.headers.values("record-route"),
             local_cseq=0, remote_cseq=request.cseq.number, transport=peer.transport,
             host=peer.host, port=peer.port, connection=peer.connection, local=peer.local,
-            content_type=content_type, state=state, expires_at=now + expires, created_at=now)
+            content_type=content_type, state=state, expires_at=now + expires, created_at=now,
+            authorized=state is SubState.ACTIVE)
         if expires == 0:
             # A fetch (RFC 6665 4.4.3): one NOTIFY with the state and "terminated".
             subscription.ending = "timeout"
@@ -321,6 +325,7 @@ class Notifier:
 
     def approve(self, subscription: Subscription) -> None:
         subscription.state = _TRANSITIONS[(subscription.state, "approve")]
+        subscription.authorized = True
         self._mark(subscription)
         self.persist(subscription)
         self.observe(subscription, "approved")
@@ -451,6 +456,7 @@ class Notifier:
     # -- bookkeeping ---------------------------------------------------------------------
     def restore(self, subscription: Subscription) -> None:
         """Put back a subscription read from the store."""
+        subscription.authorized = subscription.state is SubState.ACTIVE
         self._add(subscription)
 
     def _add(self, subscription: Subscription) -> None:

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..presence.policy import Rule
 from ..presence.publications import Publication
 from ..presence.registrar import Binding
 from ..presence.subscriptions import Subscription, SubState
 
 __all__ = ["SqliteStore", "Snapshot", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS publications (
@@ -47,6 +48,9 @@ CREATE TABLE IF NOT EXISTS bindings (
     instance TEXT, reg_id TEXT, q REAL NOT NULL, call_id TEXT NOT NULL,
     cseq INTEGER NOT NULL, expires_at REAL NOT NULL, updated_at REAL NOT NULL,
     user_agent TEXT NOT NULL, source TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS rules (
+    key TEXT PRIMARY KEY, presentity TEXT NOT NULL, watcher TEXT NOT NULL,
+    action TEXT NOT NULL);
 """
 _PUB_COLUMNS = ("etag", "resource", "package", "content_type", "body", "expires_at",
                 "updated_at", "publisher", "call_id")
@@ -57,9 +61,11 @@ _SUB_COLUMNS = ("id", "package", "resource", "event_id", "watcher", "watcher_dis
                 "expires_at", "created_at", "version")
 _BINDING_COLUMNS = ("key", "aor", "contact", "uri", "instance", "reg_id", "q", "call_id",
                     "cseq", "expires_at", "updated_at", "user_agent", "source")
+_RULE_COLUMNS = ("key", "presentity", "watcher", "action")
 _TABLES = {"publication": ("publications", "etag", _PUB_COLUMNS),
            "subscription": ("subscriptions", "id", _SUB_COLUMNS),
-           "binding": ("bindings", "key", _BINDING_COLUMNS)}
+           "binding": ("bindings", "key", _BINDING_COLUMNS),
+           "rule": ("rules", "key", _RULE_COLUMNS)}
 _STOP = object()
 
 
@@ -71,6 +77,7 @@ class Snapshot:
     subscriptions: list[Subscription]
     clean: bool  # False: the last run did not shut down cleanly
     bindings: list[Binding] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
 
 
 def publication_row(p: Publication) -> tuple[object, ...]:
@@ -94,8 +101,13 @@ def binding_row(b: Binding) -> tuple[object, ...]:
             b.cseq, b.expires_at, b.updated_at, b.user_agent, b.source)
 
 
+def rule_row(r: Rule) -> tuple[object, ...]:
+    return (r.store_key, r.presentity, r.watcher, r.action)
+
+
 _ROWS: dict[str, Callable[[Any], tuple[object, ...]]] = {
-    "publication": publication_row, "subscription": subscription_row, "binding": binding_row}
+    "publication": publication_row, "subscription": subscription_row, "binding": binding_row,
+    "rule": rule_row}
 
 
 class SqliteStore:
@@ -115,7 +127,9 @@ class SqliteStore:
         if version == "1":
             # Version 2 records which device made each binding (Binding.source).
             self._db.execute("ALTER TABLE bindings ADD COLUMN source TEXT NOT NULL DEFAULT ''")
-            version = None
+            version = "2"
+        if version == "2":
+            version = None  # version 3 adds the rules table, made above
         if version is None:
             self._set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(version) != SCHEMA_VERSION:
@@ -144,8 +158,10 @@ class SqliteStore:
             subscriptions.append(subscription)
         bindings = [Binding(*row[1:]) for row in self._db.execute(
             f"SELECT {', '.join(_BINDING_COLUMNS)} FROM bindings")]
+        rules = [Rule(*row[1:]) for row in self._db.execute(
+            f"SELECT {', '.join(_RULE_COLUMNS)} FROM rules")]
         self._set_meta("clean_shutdown", "0")
-        return Snapshot(publications, subscriptions, clean, bindings)
+        return Snapshot(publications, subscriptions, clean, bindings, rules)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._write_loop, name="sipresence-store",

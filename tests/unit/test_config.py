@@ -25,6 +25,7 @@ def test_defaults_follow_the_cli_contract():
 def test_file_then_flags(tmp_path):
     path = write(tmp_path, '[server]\nlisten = ["udp:[::1]:5070"]\ndomains = ["a.example"]\n'
                            '[presence]\nmin_expires = 120\nnotify_retries = 5\n'
+                           'sub_handling = "confirm"\n'
                            '[sip]\nt1 = 0.25\n[log]\nformat = "json"\n'
                            '[routing]\nunavailable_target = "sip:{reason}@vm.example"\n'
                            'busy_activities = ["busy", "meeting"]\n')
@@ -34,6 +35,7 @@ def test_file_then_flags(tmp_path):
     assert config.domains == ["b.example"]  # the flag wins
     assert config.http is None
     assert (config.presence.min_expires, config.presence.notify_retries) == (120, 5)
+    assert config.presence.sub_handling == "confirm"
     assert config.timers.t1 == 0.25 and config.log_format == "json"
     routing = config.presence.routing
     assert routing.unavailable_target == "sip:{reason}@vm.example"
@@ -47,6 +49,8 @@ def test_file_then_flags(tmp_path):
     ("[presence]\nmin_expires = -1\n", "presence.min_expires must be a number"),
     ("[presence]\nmin_expires = 100\nmax_expires = 50\n", "larger than presence.max_expires"),
     ("[runtime]\ngc_tuning = \"yes\"\n", "runtime.gc_tuning must be true or false"),
+    ("[presence]\nsub_handling = \"polite-block\"\n",
+     "presence.sub_handling must be one of allow, confirm, block"),
     ("[sip\n", "Expected"),
 ])
 def test_bad_files_are_reported(tmp_path, text, message):
