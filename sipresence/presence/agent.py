@@ -26,7 +26,7 @@ from .dialogs import BusyLamps, Lines, dialog_package
 from .packages import EventPackage
 from .policy import Authorization, Rule
 from .presentity import Presentities, presence_package, watcherinfo_package
-from .publications import EventStateCompositor, Publication, PublishError
+from .publications import EventStateCompositor, Publication, PublishError, new_etag
 from .registrar import Binding, RegisterError, Registrar
 from .routing import Decision, RoutingPolicy, decide, line_state
 from .subscriptions import Notifier, Subscription, SubState
@@ -144,7 +144,8 @@ class Agent:
         return self.handlers[request.method](request, peer, now)
 
     def after_response(self, now: float) -> None:
-        """Called once a request was answered: NOTIFYs follow their 2xx."""
+        """Called once a request was answered (NOTIFYs follow their 2xx) and once a
+        NOTIFY's final answer came (a change waiting for it goes out)."""
         self.notifier.flush(now)
 
     def _options(self, request: Request, peer: Peer, now: float) -> Response:
@@ -216,10 +217,12 @@ class Agent:
                 self._line_changed(resource, now)
             else:
                 self._presence_changed(resource)
-        headers = [("Expires", str(result.expires))]
-        if result.etag is not None:
-            headers.insert(0, ("SIP-ETag", result.etag))
-        return make_response(request, 200, headers=headers)
+        # Every 2xx carries an entity tag (RFC 3903 section 11.3): a removal answers
+        # with the one it removed, an initial PUBLISH that expires at once with a tag
+        # nothing was stored under.
+        etag = result.etag or (if_match.strip() if if_match is not None else new_etag())
+        return make_response(request, 200, headers=[("SIP-ETag", etag),
+                                                     ("Expires", str(result.expires))])
 
     def _register(self, request: Request, peer: Peer, now: float) -> Response:
         """RFC 3261 section 10.3; the 200 lists every binding with its expiry."""

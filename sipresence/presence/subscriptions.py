@@ -431,10 +431,11 @@ class Notifier:
             self._timers.set(("retry", subscription.id), now + self.retry_delay)
             return
         # 481 (the dialog is gone), any other error, or retries used up: the watcher
-        # is gone (RFC 6665 4.2.2); it gets no further NOTIFY.
+        # is gone (RFC 6665 4.2.2); it gets no further NOTIFY.  The owner's watcher
+        # information says "deactivated" (RFC 3858: ended by the server, the watcher
+        # may subscribe again); "giveup" is for a decision that never came.
         if subscription.ending is None:
-            self.end(subscription, "giveup" if status in (408, 503) else "deactivated",
-                     "giveup")
+            self.end(subscription, "deactivated", "giveup")
         subscription.dirty = False
         self._drop(subscription)
 

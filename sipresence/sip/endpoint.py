@@ -154,7 +154,9 @@ class Endpoint:
     ) -> None:
         self.app = app
         # Optional: an application with something to send after its answers (the
-        # NOTIFY that follows a 200 to SUBSCRIBE) has ``after_response(now)``.
+        # NOTIFY that follows a 200 to SUBSCRIBE) and after the final response to one
+        # of its requests (the NOTIFY a change queued while another was in flight)
+        # has ``after_response(now)``.
         self._after_response: Callable[[float], None] | None = getattr(
             app, "after_response", None)
         # Methods answered as a stateless UAS (RFC 3261 8.2.7): no transaction is kept;
@@ -465,6 +467,8 @@ class Endpoint:
         callback, entry.callback = entry.callback, None
         if callback is not None:
             callback(response, now)
+            if self._after_response is not None:
+                self._after_response(now)
 
     def _forget(self, entry: _Entry) -> None:
         key = entry.tx.key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
@@ -49,20 +50,39 @@ def test_pjsua_watcher_sees_a_pjsua_publisher_busy_online_and_offline(agent):
         alice.close()
 
 
+def publications(agent) -> float:
+    """The agent's ``sipresence_publications`` gauge, read from /metrics."""
+    host, port = agent.http
+    metrics = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read()
+    for line in metrics.decode().splitlines():
+        if line.startswith("sipresence_publications "):
+            return float(line.split()[1])
+    raise AssertionError("no sipresence_publications in /metrics")
+
+
+def wait_for_publications(agent, count: int, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while publications(agent) != count:
+        assert time.monotonic() < end, f"the agent never held {count} publications"
+        time.sleep(0.05)
+
+
 def test_two_publishing_devices_compose_into_one_document(agent):
     desk = PjsuaUA(agent.udp, "carol")
     soft = PjsuaUA(agent.tcp, "carol", transport="tcp")
     watcher = PjsuaUA(agent.udp, "dave")
     try:
-        desk.command(cmd="publish", online=False, activity="unknown", note="")
+        # The device whose state shows publishes first and the closed one last, each
+        # PUBLISH taken before the next is sent: "the last PUBLISH wins" would show
+        # the desk phone's closed state.
         soft.command(cmd="publish", online=True, activity="away", note="Back at 3")
+        wait_for_publications(agent, 1)
+        desk.command(cmd="publish", online=False, activity="unknown", note="")
+        wait_for_publications(agent, 2)  # both devices, one document
         watcher.command(cmd="subscribe", uri=f"sip:carol@{agent.udp[0]}:{agent.udp[1]}")
         # One device closed, the other open and away: the person is open (a way to
         # reach her exists), away, with the softphone's note.
         watcher.wait_for(buddy("online", "Back at 3", "away"))
-        host, port = agent.http
-        metrics = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read()
-        assert b"sipresence_publications 2.0" in metrics  # both devices, one document
     finally:
         watcher.close()
         soft.close()

@@ -78,6 +78,22 @@ class Phone:
             self.send(make_response(notify, status).to_bytes().decode())
         self.answered = len(notifies)
 
+    def advance(self, until: float) -> None:
+        """Let time pass as the network driver does: every deadline of the endpoint and
+        the agent up to *until* fires in order (retransmissions, timer F, expiries)."""
+        for _ in range(10000):
+            due = [d for d in (self.endpoint.get_timer(), self.agent.get_timer())
+                   if d is not None and d <= until]
+            if not due:
+                break
+            self.now = max(self.now, min(due))
+            self.endpoint.handle_timer(self.now)
+            self.agent.handle_timer(self.now)
+            self.collect()
+        else:
+            raise AssertionError(f"a deadline at {self.now} keeps firing")
+        self.now = until
+
 
 def subscribe_headers(accept="application/pidf+xml", event="presence", expires=600):
     out = [f"Event: {event}", f"Expires: {expires}", "Contact: <sip:bob@192.0.2.7:5070>"]
@@ -140,8 +156,15 @@ def test_removal_and_expiry_make_the_presentity_closed_for_its_watchers():
                                             "Expires: 0"],
                         from_uri="sip:alice@example.com", call_id="pub-1", cseq=2)
     assert removed.status == 200 and removed.headers.get("Expires") == "0"
+    assert removed.headers.get("SIP-ETag") == etag  # every 2xx has one (RFC 3903 11.3)
     last = p.notifies()[-1]
     assert [t.basic for t in parse_pidf(last.body).tuples] == ["closed"]
+    gone = p.request("PUBLISH", headers=["Event: presence", "Expires: 0",
+                                         "Content-Type: application/pidf+xml"],
+                     body=PIDF.format(basic="open", activity="busy", note="x"),
+                     from_uri="sip:alice@example.com", call_id="pub-9")
+    assert gone.status == 200 and gone.headers.get("SIP-ETag")  # nothing stored under it
+    assert p.agent.publications.for_resource("sip:alice@example.com", "presence") == []
 
 
 def test_watchers_get_the_format_they_accept():
@@ -390,3 +413,162 @@ def test_watchers_of_nobody_share_one_closed_document_made_once():
     p.publish()  # alice has a source: her document is her own, not the shared one
     alice = p.agent.presentities.get("sip:alice@example.com", 1.0)
     assert [t.basic for t in alice.document.tuples] == ["open"]
+
+
+def winfo_of(p) -> list:
+    """The watcherinfo documents the owner got, in order."""
+    return [parse_watcherinfo(n.body) for n in p.notifies()
+            if n.headers.get("Event") == "presence.winfo"]
+
+
+def owner_watches_her_watchers(p):
+    response = p.request("SUBSCRIBE", from_uri="sip:alice@example.com", from_tag="own",
+                         call_id="w1", headers=subscribe_headers(
+                             event="presence.winfo", accept=None, expires=3600))
+    assert response.status == 200
+    p.answer_all()
+
+
+def test_watcherinfo_shows_a_watcher_that_unsubscribes_as_terminated_by_timeout():
+    """RFC 3857: an unsubscription ends the watcher with the ``timeout`` event (there
+    is no event of its own for it); the owner gets it as a partial document."""
+    p = Phone()
+    owner_watches_her_watchers(p)
+    tag = p.request("SUBSCRIBE", headers=subscribe_headers(), call_id="watch-1").to.tag
+    p.answer_all()
+    [came] = winfo_of(p)[-1].lists[0].watchers
+    assert p.request("SUBSCRIBE", headers=subscribe_headers(expires=0), call_id="watch-1",
+                     to_tag=tag, cseq=2).status == 200
+    before, after = winfo_of(p)[-2:]
+    assert (after.state, after.version) == ("partial", before.version + 1)
+    [gone] = after.lists[0].watchers
+    assert (gone.id, gone.uri, gone.status, gone.event) == (
+        came.id, "sip:bob@example.com", "terminated", "timeout")
+
+
+def test_watcherinfo_shows_a_watcher_whose_subscription_expires_as_terminated_by_timeout():
+    p = Phone()
+    owner_watches_her_watchers(p)
+    p.request("SUBSCRIBE", headers=subscribe_headers(expires=600), call_id="watch-1")
+    p.answer_all()
+    seen = len(winfo_of(p))
+    p.advance(599.0)
+    assert len(winfo_of(p)) == seen  # still watching
+    p.advance(600.0)
+    before, after = winfo_of(p)[-2:]
+    assert len(winfo_of(p)) == seen + 1
+    assert (after.state, after.version) == ("partial", before.version + 1)
+    [gone] = after.lists[0].watchers
+    assert (gone.uri, gone.status, gone.event) == ("sip:bob@example.com", "terminated",
+                                                   "timeout")
+
+
+def test_one_change_composes_once_and_serialises_once_per_format_for_all_watchers(
+        monkeypatch):
+    from sipresence.presence import presentity as presentity_module
+    from sipresence.presence.packages import PIDF as PIDF_TYPE
+    from sipresence.presence.packages import XPIDF as XPIDF_TYPE
+
+    p = Phone()
+    etag = p.publish().headers.get("SIP-ETag")
+    for i in range(50):
+        p.request("SUBSCRIBE", headers=subscribe_headers(), call_id=f"pidf-{i}",
+                  from_tag=f"p{i}")
+    for i in range(3):
+        p.request("SUBSCRIBE", headers=subscribe_headers(accept="application/xpidf+xml"),
+                  call_id=f"xpidf-{i}", from_tag=f"x{i}")
+    p.answer_all()
+    seen = len(p.notifies())
+
+    calls = {"compose": 0, PIDF_TYPE: 0, XPIDF_TYPE: 0}
+
+    def counting(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(presentity_module, "compose",
+                        counting("compose", presentity_module.compose))
+    for content_type in (PIDF_TYPE, XPIDF_TYPE):
+        monkeypatch.setitem(presentity_module.SERIALIZERS, content_type,
+                            counting(content_type, presentity_module.SERIALIZERS[content_type]))
+
+    p.publish(basic="closed", activity="away", note="Gone",
+              headers=[f"SIP-If-Match: {etag}"], cseq=2)
+    changed = p.notifies()[seen:]
+    assert len(changed) == 53
+    assert calls == {"compose": 1, PIDF_TYPE: 1, XPIDF_TYPE: 1}
+    pidf = {n.body for n in changed if n.content_type.mime == PIDF_TYPE}
+    xpidf = {n.body for n in changed if n.content_type.mime == XPIDF_TYPE}
+    assert len(pidf) == 1 and len(xpidf) == 1  # byte-identical within each format
+    [body] = pidf
+    assert [t.basic for t in parse_pidf(body).tuples] == ["closed"]
+
+
+def test_a_watcher_that_never_answers_holds_up_nobody_and_is_given_up_after_its_retries():
+    """Its NOTIFYs time out (timer F, 32 s each); the other watcher gets every change at
+    once, and the dead one gets ``notify_retries`` more tries, then is dropped."""
+    dead_peer = Peer("UDP", "192.0.2.66", 5070, None, ("127.0.0.1", 5060))
+    p = Phone()
+    etag = p.publish().headers.get("SIP-ETag")
+    p.request("SUBSCRIBE", headers=subscribe_headers(), call_id="dead", from_tag="d",
+              peer=dead_peer)
+    p.request("SUBSCRIBE", headers=subscribe_headers(), call_id="live", from_tag="l")
+
+    def to(call_id):
+        return [n for n in p.notifies() if n.call_id == call_id]
+
+    def answer_live():
+        answered = set()
+        for notify in to("live"):
+            if notify.cseq.number not in answered:
+                answered.add(notify.cseq.number)
+                p.send(make_response(notify, 200).to_bytes().decode())
+
+    answer_live()
+    states = [("closed", "away"), ("open", "busy"), ("closed", "away"), ("open", "busy")]
+    for cseq, (when, (basic, activity)) in enumerate(zip((1.0, 40.0, 70.0, 120.0), states,
+                                                         strict=True), start=2):
+        p.advance(when)
+        live_before = len(to("live"))
+        etag = p.publish(basic=basic, activity=activity, cseq=cseq,
+                         headers=[f"SIP-If-Match: {etag}"]).headers.get("SIP-ETag")
+        fresh = to("live")[live_before:]
+        assert len(fresh) == 1, f"no prompt NOTIFY for the change at {when}"
+        assert [t.basic for t in parse_pidf(fresh[0].body).tuples] == [basic]
+        answer_live()
+
+    # First try at 0, timer F at 32, retry at 33 (F at 65), retry at 66 (F at 98): given up.
+    assert sorted({n.cseq.number for n in to("dead")}) == [1, 2, 3]
+    assert all(n.headers.get("Subscription-State").startswith("active") for n in to("dead"))
+    assert [s.call_id for s in p.agent.notifier.all()] == ["live"]
+    assert len(p.agent.notifier.watchers("presence", "sip:alice@example.com")) == 1
+
+
+def test_an_expired_publication_makes_the_presentity_closed_for_its_watchers():
+    p = Phone()
+    published = p.publish(headers=["Expires: 120"])
+    assert published.headers.get("Expires") == "120"
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    assert [t.basic for t in parse_pidf(p.notifies()[-1].body).tuples] == ["open"]
+    p.advance(119.0)
+    assert len(p.notifies()) == 1  # not yet
+    p.advance(120.0)
+    [_, expired] = p.notifies()
+    assert [t.basic for t in parse_pidf(expired.body).tuples] == ["closed"]
+    assert b"<rpid:busy/>" not in expired.body  # nothing of the old publication is left
+    assert len(p.agent.publications) == 0
+
+
+def test_a_change_made_while_a_notify_is_in_flight_goes_out_when_its_answer_comes():
+    """Not at the next request or timer (timer K: 5 s on UDP, none on TCP)."""
+    p = Phone()
+    etag = p.publish().headers.get("SIP-ETag")
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.publish(basic="closed", activity="away", headers=[f"SIP-If-Match: {etag}"], cseq=2)
+    assert len(p.notifies()) == 1  # one NOTIFY in flight per dialog
+    p.answer_all()
+    [_, latest] = p.notifies()
+    assert [t.basic for t in parse_pidf(latest.body).tuples] == ["closed"]

@@ -184,7 +184,7 @@ def test_timeouts_are_retried_then_the_subscription_is_given_up():
     assert len(h.sent) == 3
     h.answer(2, 408, now=98.0)
     assert len(h.notifier) == 0 and len(h.sent) == 3  # given up, no more NOTIFY
-    assert h.observed[-1] == "giveup"
+    assert h.observed[-1] == "deactivated"  # RFC 3858: the server ended it
 
 
 def test_a_success_after_a_timeout_resets_the_retry_count():

@@ -122,4 +122,16 @@ sip:a@192.0.2.7', 'sip:a@x', '<sip:a@192.0.2.7>',
     assert (binding.uri, binding.source) == ("sip:a@192.0.2.7", "")
     reopened = sqlite3.connect(path).execute(
         "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    assert reopened == ("2",)
+    assert reopened == ("3",)  # and the rules table of version 3 is there
+
+
+def test_the_database_file_is_in_wal_journal_mode(tmp_path):
+    """WAL: the writer thread's commits never block readers (and survive a crash)."""
+    import sqlite3
+
+    path = tmp_path / "db.sqlite3"
+    store = SqliteStore(str(path))
+    store.load()
+    store.close()
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()
+    assert mode == ("wal",)
