@@ -1,7 +1,8 @@
 """Presence throughput, latency, fan-out and memory (``python -m bench presence``).
 
 * PUBLISH and SUBSCRIBE+NOTIFY rate sweeps with SIPp against the running agent:
-  achieved rate, failed calls, and response-time percentiles (SIPp measures whole ms).
+  achieved rate, failed calls, and response-time percentiles (SIPp measures whole ms);
+  then the same above capacity, to show what overload control keeps.
 * The same at 1,000 requests/s with the garbage-collector tuning off, for comparison.
 * Fan-out: one presentity, 1,000 watchers (``bench/watchers.py`` in its own process);
   each change is timed from the PUBLISH to the last watcher's NOTIFY.
@@ -46,6 +47,27 @@ def sweep(server: Server, work: Path, scenario: str, rates: tuple[int, ...], per
                           timeout=60, trace_rtt=True, extra=("-aa",))
         achieved = result.successful * per_call / result.seconds
         print(f"{rate:>10} {achieved:>11.0f} {result.failed:>7} "
+              f"{result.stats.get('Retransmissions(C)', '?'):>8} "
+              f"{percentile(result.rtts_ms, 0.50):>7.0f} "
+              f"{percentile(result.rtts_ms, 0.99):>7.0f}")
+
+
+def overload(server: Server, work: Path) -> None:
+    """Offered above capacity: what overload control keeps.  Goodput is per offered
+    second (calls still unanswered 10 s after the last was offered count as failed);
+    retransmissions are SIPp's, each one a request that waited over 500 ms or was
+    dropped by a full socket buffer."""
+    print("overload: above capacity, for 4 s")
+    print(f"{'scenario':>14} {'offered/s':>10} {'goodput/s':>10} {'failed %':>9} "
+          f"{'retrans':>8} {'p50 ms':>7} {'p99 ms':>7}")
+    for scenario, rate in (("subscribe.xml", 5000), ("subscribe.xml", 6000),
+                           ("publish.xml", 7500), ("publish.xml", 10000)):
+        time.sleep(SETTLE)
+        calls = rate // 2
+        result = run_sipp(scenario, server.udp, work, calls=calls * SECONDS, rate=calls,
+                          timeout=10, trace_rtt=True, extra=("-aa",))
+        print(f"{scenario:>14} {rate:>10} {result.successful * 2 / SECONDS:>10.0f} "
+              f"{100 * result.failed / (calls * SECONDS):>9.1f} "
               f"{result.stats.get('Retransmissions(C)', '?'):>8} "
               f"{percentile(result.rtts_ms, 0.50):>7.0f} "
               f"{percentile(result.rtts_ms, 0.99):>7.0f}")
@@ -165,6 +187,7 @@ def main() -> None:
                 fanout(server)
                 sweep(server, work, "publish.xml", PUBLISH_RATES, 2, "PUBLISH")
                 sweep(server, work, "subscribe.xml", SUBSCRIBE_RATES, 2, "SUBSCRIBE+NOTIFY")
+                overload(server, work)
             except TimeoutError as exc:
                 print(f"  stopped: {exc}")
             finally:
