@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 import urllib.error
@@ -182,6 +183,28 @@ def test_config_file_with_flags_on_top_and_idle_tcp_timeout(tmp_path):
         assert 0.5 < time.monotonic() - started < 4
         client.close()
     finally:
+        assert server.stop() == 0
+
+
+def test_domain_flags_restrict_what_is_served_and_text_logs_are_lines(tmp_path):
+    server = start_server(tmp_path, "--domain", "example.com", "--domain", "Example.ORG",
+                          "--log-format", "text", "--log-level", "info",
+                          listen=("udp:127.0.0.1:0",), http=None)
+    client = UdpClient(server.udp)
+    try:
+        subscribe = "Event: presence\r\nContact: <sip:tester@127.0.0.1>\r\n"
+        for uri, status in (("sip:bob@elsewhere.test", 404), ("sip:bob@example.com", 200),
+                            ("sip:bob@example.org", 200)):
+            answer = client.ask("SUBSCRIBE", uri=uri, to=uri, headers=subscribe)
+            assert answer.status == status, uri
+            if status == 200:
+                client.recv()  # its NOTIFY
+        assert client.ask("OPTIONS").status == 200  # the agent itself answers anyone
+        ready = server.wait_for_line("ready")
+        # Text format: a timestamp, the namespace and level, the message.
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* \[sipresence\S*#info\] ", ready)
+    finally:
+        client.close()
         assert server.stop() == 0
 
 
