@@ -572,3 +572,35 @@ def test_a_change_made_while_a_notify_is_in_flight_goes_out_when_its_answer_come
     p.answer_all()
     [_, latest] = p.notifies()
     assert [t.basic for t in parse_pidf(latest.body).tuples] == ["closed"]
+
+
+def test_watcherinfo_versions_go_on_above_every_value_sent_after_a_restart(tmp_path):
+    """The owner's client drops documents whose version goes back (RFC 3858 4.4)."""
+    from sipresence.store.sqlite import SqliteStore
+
+    p = Phone()
+    owner_watches_her_watchers(p)
+    for i, watcher in enumerate(("bob", "carol")):
+        p.request("SUBSCRIBE", from_uri=f"sip:{watcher}@example.com", from_tag=f"w{i}",
+                  call_id=f"watch-{i}", headers=subscribe_headers())
+    p.answer_all()
+    before = winfo_of(p)[-1].version
+    assert before == 3
+    path = str(tmp_path / "agent.sqlite3")
+    store = SqliteStore(path)
+    store.submit(p.agent.journal.drain())
+    store.close()
+    snapshot = SqliteStore(path).load()
+
+    q = Phone()
+    q.agent.restore(snapshot.publications, snapshot.subscriptions, 10.0, snapshot.bindings,
+                    snapshot.rules)
+    q.now = 10.0
+    q.request("SUBSCRIBE", from_uri="sip:dave@example.com", from_tag="w3", call_id="watch-3",
+              headers=subscribe_headers())
+    after = winfo_of(q)[-1]
+    assert after.version > before
+    # The first document after a restart is full: the changes in between are unknown.
+    assert after.state == "full"
+    assert sorted(w.uri for w in after.lists[0].watchers) == [
+        "sip:bob@example.com", "sip:carol@example.com", "sip:dave@example.com"]
