@@ -151,7 +151,7 @@ def test_a_caller_to_a_busy_person_is_redirected_to_the_announcement_and_hears_i
         assert "sip:busy@127.0.0.1" in redirected["target"]  # shown without its port
         caller.wait_for(event("media"))
         ended = caller.wait_for(event("ended"), timeout=20)
-        assert ended["code"] == 200  # answered, then hung up by the announcer
+        assert (ended["code"], ended["by"]) == (200, "them")  # the announcer hung up
         assert announcer.close() == 0, "\n".join(announcer.lines)  # one call, then stopped
     finally:
         caller.close()

@@ -23,7 +23,8 @@ Events go to stdout, one JSON object per line:
     {"event": "redirected", "target": "sip:..."}
     {"event": "call", "state": "CALLING"|"EARLY"|"CONFIRMED"|..., "code": 180}
     {"event": "media"}                           (audio flowing, recording started)
-    {"event": "ended", "code": 486, "reason": "Busy Here", "record": path|null}
+    {"event": "ended", "code": 486, "reason": "Busy Here", "record": path|null,
+     "by": "them"|"us"}                          (who hung up)
     {"event": "incoming", "from": ...}           (answered at once with 200)
 
 Run: python -m tests.support.pjsua_ua --agent 127.0.0.1:5060 --user alice [--register]
@@ -139,6 +140,7 @@ class Call(pj.Call):
         self.recorder: pj.AudioMediaRecorder | None = None
         self.confirmed_at: float | None = None
         self.ended = False
+        self.hung_up_here = False  # this side ended the call (its timer or a command)
 
     def onCallRedirected(self, prm: Any) -> int:  # noqa: N802
         emit(event="redirected", target=prm.targetUri)
@@ -155,7 +157,7 @@ class Call(pj.Call):
                 self.recorder = None
             self.ended = True
             emit(event="ended", code=info.lastStatusCode, reason=info.lastReason,
-                 record=self.record)
+                 record=self.record, by="us" if self.hung_up_here else "them")
 
     def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
         info = self.getInfo()
@@ -193,6 +195,7 @@ class Account(pj.Account):
 def hang_up(calls: list[Call], when: Callable[[Call], bool] = lambda call: True) -> None:
     for call in calls:
         if call.isActive() and when(call):
+            call.hung_up_here = True
             call.hangup(pj.CallOpParam())
 
 
