@@ -57,6 +57,17 @@ def dialog_doc(state: str, dialog_id="d1", version=1) -> bytes:
             f'</dialog></dialog-info>').encode()
 
 
+def watched_phone(presence: bool = False) -> Phone:
+    """A phone line with a busy lamp watching it (and a presence watcher)."""
+    p = Phone()
+    p.request("SUBSCRIBE", call_id="blf", headers=subscribe_headers(
+        event="dialog", accept="application/dialog-info+xml"))
+    if presence:
+        p.request("SUBSCRIBE", call_id="pres", from_tag="b2", headers=subscribe_headers())
+    p.answer_all()
+    return p
+
+
 def lamp_notifies(p):
     return [n for n in p.notifies() if n.headers.get("Event") == "dialog"]
 
@@ -132,11 +143,7 @@ def test_a_dialog_change_that_keeps_the_person_on_the_phone_does_not_renotify_pr
 
 
 def test_a_dialog_left_ringing_goes_stale_and_lamps_and_presence_are_told():
-    p = Phone()
-    p.request("SUBSCRIBE", call_id="blf", headers=subscribe_headers(
-        event="dialog", accept="application/dialog-info+xml"))
-    p.request("SUBSCRIBE", call_id="pres", from_tag="b2", headers=subscribe_headers())
-    p.answer_all()
+    p = watched_phone(presence=True)
     publish_dialog(p, dialog_doc("early"))
     p.answer_all()
     assert b"on-the-phone" in presence_notifies(p)[-1].body
@@ -152,10 +159,7 @@ def test_a_dialog_left_ringing_goes_stale_and_lamps_and_presence_are_told():
 def test_a_proxy_publishing_each_call_on_its_own_keeps_every_call():
     """Kamailio pua_dialoginfo: one publication per call, all from the proxy's address,
     each with its own Call-ID.  A second call (call waiting) must not end the first."""
-    p = Phone()
-    p.request("SUBSCRIBE", call_id="blf", headers=subscribe_headers(
-        event="dialog", accept="application/dialog-info+xml"))
-    p.answer_all()
+    p = watched_phone()
     first = publish_dialog(p, dialog_doc("confirmed", "call-a"), call_id="kamailio-1")
     p.answer_all()
     second = publish_dialog(p, dialog_doc("early", "call-b"), call_id="kamailio-2")
@@ -190,11 +194,7 @@ def test_two_publishers_with_the_same_dialog_id_keep_two_dialogs():
 
 
 def test_a_lamp_sees_every_state_of_a_call_in_order_and_the_person_is_busy_when_it_rings():
-    p = Phone()
-    p.request("SUBSCRIBE", call_id="blf", headers=subscribe_headers(
-        event="dialog", accept="application/dialog-info+xml"))
-    p.request("SUBSCRIBE", call_id="pres", from_tag="b2", headers=subscribe_headers())
-    p.answer_all()
+    p = watched_phone(presence=True)
     etag = None
     seen = []
     for cseq, state in enumerate(("trying", "proceeding", "early", "confirmed", "terminated"),
@@ -215,10 +215,7 @@ def test_a_lamp_sees_every_state_of_a_call_in_order_and_the_person_is_busy_when_
 
 def test_a_call_left_up_past_max_call_goes_stale():
     """A PBX that lost the BYE keeps refreshing its publication: the lamp still goes out."""
-    p = Phone()
-    p.request("SUBSCRIBE", call_id="blf", headers=subscribe_headers(
-        event="dialog", accept="application/dialog-info+xml"))
-    p.answer_all()
+    p = watched_phone()
     # Up for 5 h 55 min already when published: stale five minutes later (max_call 6 h).
     body = dialog_doc("confirmed").replace(b"</state>", b"</state><duration>21300</duration>")
     assert publish_dialog(p, body, headers=["Expires: 86400"]).status == 200
