@@ -1,23 +1,27 @@
 """The HTTP side of the agent (twisted.web): metrics and the JSON API.
 
 Paths take an address of record URL-encoded, with or without ``sip:``
-(``/v1/presentities/alice%40example.com/...``), as DESIGN.md's API contract says.
+(``/v1/presentities/alice%40example.com``), as DESIGN.md's API contract says.
 Errors are JSON ``{"error": "..."}``.  Handlers run on the reactor thread, like the
 SIP side, so they call the sans-IO agent directly and then let the driver send
 whatever NOTIFYs the change caused.
 
-Authorization (the person decides who may watch, RFC 5025 ``sub-handling``):
-
-========================================================  =============================
-``GET /v1/presentities/{aor}/watchers``                   the watchers of the presence
-                                                          and dialog packages, their
-                                                          state, and the rules
-``PUT /v1/presentities/{aor}/rules/{watcher}``            body ``{"sub_handling":
-                                                          "allow"|"confirm"|"block"}``;
-                                                          *watcher* an address or a
-                                                          domain
-``DELETE /v1/presentities/{aor}/rules/{watcher}``         back to the default
-========================================================  =============================
+=====================================================  ==================================
+``GET /v1/presentities/{aor}``                         the composed state in short;
+                                                       ``?format=pidf`` the document
+``PUT /v1/presentities/{aor}``                         ``{"basic", "activities", "note",
+                                                       "expires"}``: the ``api`` source,
+                                                       composed and notified like a
+                                                       device's PUBLISH
+``DELETE /v1/presentities/{aor}``                      removes the ``api`` source
+``GET /v1/route?callee=..``                            what an INVITE would be answered
+``GET /v1/events[?aor=..]``                            server-sent events at each change
+``GET /v1/presentities/{aor}/watchers``                watchers, their state, the rules
+``PUT|DELETE /v1/presentities/{aor}/rules/{watcher}``  who may watch (RFC 5025
+                                                       sub-handling: allow, confirm,
+                                                       block), per address or domain
+``GET /metrics``                                       Prometheus
+=====================================================  ==================================
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.twisted import MetricsResource
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 __all__ = ["build_site"]
 
@@ -61,6 +65,12 @@ class ApiError(Exception):
         self.message = message
 
 
+def _arg(request: Request, name: bytes) -> str | None:
+    """The first value of query parameter *name*."""
+    values = request.args.get(name) if request.args is not None else None
+    return values[0].decode("utf-8", "replace") if values else None
+
+
 def _json(request: Request, code: int, value: object) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json")
@@ -82,12 +92,30 @@ class PresentitiesResource(Resource):
             code, value = self._route(request)
         except ApiError as exc:
             return _json(request, exc.code, {"error": exc.message})
+        if isinstance(value, bytes):  # a document, not JSON
+            request.setResponseCode(code)
+            request.setHeader(b"content-type", b"application/pidf+xml")
+            return value
         return _json(request, code, value)
 
     def _route(self, request: Request) -> tuple[int, object]:
         # twisted.web has decoded the %-escapes of each segment already.
         parts = [p.decode("utf-8", "replace") for p in request.postpath or ()]
         method = request.method
+        if len(parts) == 1 and parts[0]:
+            self._allow(method, b"GET", b"PUT", b"DELETE")
+            aor = self._aor(parts[0])
+            if method == b"GET":
+                if _arg(request, b"format") == "pidf":
+                    return 200, self.agent.presentities.get(aor, self.driver.now()).body(
+                        "application/pidf+xml")
+                return 200, presentity_state(self.agent, aor, self.driver.now())
+            if method == b"PUT":
+                self._put_state(aor, self._body(request))
+            elif not self.agent.clear_api_state(aor, self.driver.now()):
+                raise ApiError(404, "no api source for this presentity")
+            self.driver.flush()
+            return 200, presentity_state(self.agent, aor, self.driver.now())
         if len(parts) == 2 and parts[1] == "watchers":
             self._allow(method, b"GET")
             return 200, self._watchers(self._aor(parts[0]))
@@ -109,6 +137,25 @@ class PresentitiesResource(Resource):
             return 200, {"presentity": rule.presentity, "watcher": rule.watcher,
                          "sub_handling": rule.action if method == b"PUT" else None}
         raise ApiError(404, "no such resource")
+
+    def _put_state(self, aor: str, body: dict[str, Any]) -> None:
+        unknown = set(body) - {"basic", "activities", "note", "expires"}
+        if unknown:
+            raise ApiError(400, f"unknown fields: {', '.join(sorted(unknown))}")
+        activities = body.get("activities") or []
+        note = body.get("note")
+        expires = body.get("expires")
+        if not isinstance(activities, list) or not all(isinstance(a, str) for a in activities):
+            raise ApiError(400, "activities must be a list of RPID activity names")
+        if note is not None and (not isinstance(note, str) or len(note) > 1000):
+            raise ApiError(400, "note must be a string of at most 1000 characters")
+        if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int)):
+            raise ApiError(400, "expires must be a whole number of seconds")
+        try:
+            self.agent.set_api_state(aor, body.get("basic"), activities, note, expires,
+                                     self.driver.now())
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
 
     @staticmethod
     def _allow(method: bytes, *allowed: bytes) -> None:
@@ -158,12 +205,132 @@ class PresentitiesResource(Resource):
                 "default": self.agent.authorization.default}
 
 
+def presentity_state(agent: Any, aor: str, now: float) -> dict[str, object]:
+    """What ``GET /v1/presentities/{aor}`` answers: the composed state in short."""
+    presentity = agent.presentities.get(aor, now)
+    summary = presentity.summary
+    sources: list[dict[str, object]] = [
+        {"id": source.id, "updated": source.updated}
+        for source in agent.presentities.sources(aor)]
+    if agent.lines.on_the_phone(aor, now):
+        sources.append({"id": "line"})
+    return {"aor": aor, "basic": summary.basic, "activities": list(summary.activities),
+            "note": summary.note, "on_the_phone": summary.on_the_phone,
+            "version": presentity.version, "sources": sources}
+
+
+class RouteResource(Resource):
+    """``GET /v1/route?callee=..[&caller=..]``: the decision an INVITE would get."""
+
+    isLeaf = True
+
+    def __init__(self, agent: Any, driver: Any) -> None:
+        super().__init__()
+        self.agent = agent
+        self.driver = driver
+
+    def render(self, request: Request) -> bytes:
+        if request.method != b"GET":
+            return _json(request, 405, {"error": "use GET"})
+        callee = _arg(request, b"callee")
+        if not callee:
+            return _json(request, 400, {"error": "callee is missing"})
+        try:
+            aor = self.agent.address(callee)
+        except ValueError:
+            return _json(request, 400, {"error": "callee is not a SIP address"})
+        decision = self.agent.route(aor, self.driver.now())
+        return _json(request, 200, {
+            "callee": aor, "action": decision.action, "status": decision.status,
+            "retry_after": decision.retry_after, "targets": list(decision.targets),
+            "note": decision.note, "why": decision.why})
+
+
+class EventsResource(Resource):
+    """``GET /v1/events[?aor=..]``: server-sent events, ``event: presence`` with the
+    state of ``GET /v1/presentities/{aor}`` as data, at each change.
+
+    Changes are gathered and sent once the reactor is done with the input that made
+    them (a PUBLISH that changes one presentity three ways sends one event); the
+    state is composed only for presentities some client listens to.  A comment line
+    every 15 s keeps idle connections open through proxies.
+    """
+
+    isLeaf = True
+    KEEPALIVE = 15.0
+
+    def __init__(self, agent: Any, driver: Any) -> None:
+        super().__init__()
+        self.agent = agent
+        self.driver = driver
+        self.clients: dict[Request, str | None] = {}  # request -> the aor it follows
+        self._changed: set[str] = set()
+        self._flush: Any = None
+        self._keepalive: Any = None
+        agent.presence_listeners.append(self._presence_changed)
+
+    def render(self, request: Request) -> bytes | int:
+        if request.method != b"GET":
+            return _json(request, 405, {"error": "use GET"})
+        aor = _arg(request, b"aor")
+        if aor is not None:
+            try:
+                aor = str(self.agent.address(aor))
+            except ValueError:
+                return _json(request, 400, {"error": "aor is not a SIP address"})
+        request.setHeader(b"content-type", b"text/event-stream")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.write(b": sipresence presence events\n\n")
+        if aor is not None:  # where it stands now, then each change
+            request.write(self._event(aor))
+        self.clients[request] = aor
+        request.notifyFinish().addBoth(lambda _: self._gone(request))
+        if self._keepalive is None:
+            self._keepalive = self.driver.reactor.callLater(self.KEEPALIVE, self._ping)
+        return NOT_DONE_YET
+
+    def _gone(self, request: Request) -> None:
+        self.clients.pop(request, None)
+        if not self.clients and self._keepalive is not None and self._keepalive.active():
+            self._keepalive.cancel()
+            self._keepalive = None
+
+    def _ping(self) -> None:
+        self._keepalive = None
+        for request in list(self.clients):
+            request.write(b": keep-alive\n\n")
+        if self.clients:
+            self._keepalive = self.driver.reactor.callLater(self.KEEPALIVE, self._ping)
+
+    def _presence_changed(self, aor: str) -> None:
+        if not any(wanted is None or wanted == aor for wanted in self.clients.values()):
+            return
+        self._changed.add(aor)
+        if self._flush is None:
+            self._flush = self.driver.reactor.callLater(0, self._send)
+
+    def _send(self) -> None:
+        self._flush = None
+        changed, self._changed = self._changed, set()
+        for aor in sorted(changed):
+            event = self._event(aor)
+            for request, wanted in list(self.clients.items()):
+                if wanted is None or wanted == aor:
+                    request.write(event)
+
+    def _event(self, aor: str) -> bytes:
+        state = presentity_state(self.agent, aor, self.driver.now())
+        return b"event: presence\ndata: " + json.dumps(state).encode() + b"\n\n"
+
+
 def build_site(registry: CollectorRegistry, agent: Any = None, driver: Any = None) -> Site:
     root = _Root()
     root.putChild(b"metrics", MetricsResource(registry=registry))
     if agent is not None:
         v1 = _Root()
         v1.putChild(b"presentities", PresentitiesResource(agent, driver))
+        v1.putChild(b"route", RouteResource(agent, driver))
+        v1.putChild(b"events", EventsResource(agent, driver))
         root.putChild(b"v1", v1)
     site = Site(root)
     site.noisy = False

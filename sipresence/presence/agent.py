@@ -16,6 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ..documents.datamodel import Person
+from ..documents.pidf import Basic, PresenceDocument, PresenceTuple, serialize_pidf
+from ..documents.rpid import Activities
+from ..documents.xml import Note
 from ..sip.endpoint import Endpoint, Peer
 from ..sip.headers import HeaderError
 from ..sip.message import Request, Response
@@ -23,16 +27,24 @@ from ..sip.uas import make_response, origin
 from ..sip.uri import AbsoluteURI, SipURI, parse_uri
 from ..store.journal import Journal
 from .dialogs import BusyLamps, Lines, dialog_package
-from .packages import EventPackage
+from .packages import PIDF, EventPackage
 from .policy import Authorization, Rule
 from .presentity import Presentities, presence_package, watcherinfo_package
-from .publications import EventStateCompositor, Publication, PublishError, new_etag
+from .publications import (
+    EventStateCompositor,
+    Publication,
+    PublishError,
+    PublishResult,
+    new_etag,
+)
 from .registrar import Binding, RegisterError, Registrar
 from .routing import Decision, RoutingPolicy, decide, line_state
 from .subscriptions import Notifier, Subscription, SubState
 from .timers import DeadlineQueue
 from .watchers import WatcherInformation
 
+# The publisher name of the HTTP API's source of a presentity.
+API_SOURCE = "api"
 # A rule's sub-handling as the notifier's decision for a new subscription.
 _SUB_STATES = {"allow": "active", "confirm": "pending", "block": "rejected"}
 
@@ -92,6 +104,9 @@ class Agent:
         self._on_the_phone: set[str] = set()
         self._stale = DeadlineQueue()
         self.authorization = Authorization(config.sub_handling)
+        # Told the address of every presentity whose composed state changed (the HTTP
+        # API's live updates); they read the new state when they choose to.
+        self.presence_listeners: list[Callable[[str], None]] = []
         self.notifier = Notifier(
             self.packages, self._send, self._render, policy=self._policy,
             observe=self._watcher_event,
@@ -204,10 +219,21 @@ class Agent:
                 publisher=origin(request), call_id=request.call_id, now=now)
         except PublishError as exc:
             return exc.response(request)
-        # Persist: a replaced publication and a superseded entity tag lose their rows.
+        if_match = request.single("sip-if-match")
+        self._published(package, resource, result, if_match, now)
+        # Every 2xx carries an entity tag (RFC 3903 section 11.3): a removal answers
+        # with the one it removed, an initial PUBLISH that expires at once with a tag
+        # nothing was stored under.
+        etag = result.etag or (if_match.strip() if if_match is not None else new_etag())
+        return make_response(request, 200, headers=[("SIP-ETag", etag),
+                                                     ("Expires", str(result.expires))])
+
+    def _published(self, package: EventPackage, resource: str, result: PublishResult,
+                   if_match: str | None, now: float) -> None:
+        """Persist what a publication changed and tell the watchers."""
+        # A replaced publication and a superseded entity tag lose their rows.
         if result.removed is not None:
             self.journal.delete("publication", result.removed.etag)
-        if_match = request.single("sip-if-match")
         if if_match is not None and result.etag is not None:
             self.journal.delete("publication", if_match.strip())
         if result.etag is not None:
@@ -217,12 +243,53 @@ class Agent:
                 self._line_changed(resource, now)
             else:
                 self._presence_changed(resource)
-        # Every 2xx carries an entity tag (RFC 3903 section 11.3): a removal answers
-        # with the one it removed, an initial PUBLISH that expires at once with a tag
-        # nothing was stored under.
-        etag = result.etag or (if_match.strip() if if_match is not None else new_etag())
-        return make_response(request, 200, headers=[("SIP-ETag", etag),
-                                                     ("Expires", str(result.expires))])
+
+    # -- the HTTP API's source ---------------------------------------------------------
+    def set_api_state(self, aor: str, basic: str, activities: Iterable[str] = (),
+                      note: str | None = None, expires: int | None = None,
+                      now: float = 0.0) -> int:
+        """Set the ``api`` source of *aor* (DESIGN.md, ``PUT /v1/presentities``): a
+        publication like a device's, composed with the others, persisted, expiring
+        after *expires* seconds (the PUBLISH default when None).  Returns the expiry
+        granted.  Raises ValueError, with the reason, for anything unacceptable."""
+        if basic not in ("open", "closed"):
+            raise ValueError('basic must be "open" or "closed"')
+        values = tuple(activities)
+        unknown = [a for a in values if a not in Activities.VALUES]
+        if unknown:
+            raise ValueError(f"unknown activities: {', '.join(map(str, unknown))}")
+        if expires is not None and expires <= 0:
+            raise ValueError("expires must be a positive number of seconds")
+        person = Person("api", activities=Activities(values) if values else None,
+                        notes=(Note(note),) if note else ())
+        state: Basic = "open" if basic == "open" else "closed"
+        document = PresenceDocument(aor, (PresenceTuple("api", state),), persons=(person,))
+        package = self.packages["presence"]
+        try:
+            result = self.publications.publish(
+                package=package, resource=aor, if_match=None, expires=expires,
+                content_type=PIDF, body=serialize_pidf(document), publisher=API_SOURCE,
+                call_id=API_SOURCE, now=now)
+        except PublishError as exc:
+            raise ValueError(f"{exc.status} {exc.reason}: "
+                             + ", ".join(f"{k} {v}" for k, v in exc.headers)) from None
+        self._published(package, aor, result, None, now)
+        self.notifier.flush(now)
+        return result.expires
+
+    def clear_api_state(self, aor: str, now: float) -> bool:
+        """Remove the ``api`` source of *aor*; False when it had none."""
+        for publication in self.publications.for_resource(aor, "presence"):
+            if publication.publisher == API_SOURCE:
+                package = self.packages["presence"]
+                result = self.publications.publish(
+                    package=package, resource=aor, if_match=publication.etag, expires=0,
+                    content_type=None, body=b"", publisher=API_SOURCE, call_id=API_SOURCE,
+                    now=now)
+                self._published(package, aor, result, None, now)
+                self.notifier.flush(now)
+                return True
+        return False
 
     def _register(self, request: Request, peer: Peer, now: float) -> Response:
         """RFC 3261 section 10.3; the 200 lists every binding with its expiry."""
@@ -273,6 +340,8 @@ class Agent:
     def _presence_changed(self, resource: str) -> None:
         self.presentities.changed(resource)
         self.notifier.changed("presence", resource)
+        for listener in self.presence_listeners:
+            listener(resource)
 
     def _line_changed(self, aor: str, now: float) -> None:
         """The dialogs of *aor* changed: busy lamps are told, and presence watchers

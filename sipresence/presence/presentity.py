@@ -103,19 +103,25 @@ class Presentities:
         self._versions[aor] = self._versions.get(aor, 0) + 1
         self._cache.pop(aor, None)
 
+    def sources(self, aor: str) -> list[Source]:
+        """The live sources of *aor*: its publications (one per device, the HTTP API's
+        among them) and its registrations."""
+        published = self.publications.for_resource(aor, "presence")
+        sources = [Source(f"publish:{p.publisher}", p.document, p.updated_at)
+                   for p in published]
+        # A device that publishes speaks for itself: its binding adds no open
+        # tuple (a phone that registers and publishes "offline" is offline).
+        publishers = {p.publisher for p in published}
+        bindings = [b for b in self.registrar.bindings(aor) if b.source not in publishers
+                    ] if self.registrar is not None else []
+        if bindings:
+            sources.append(registration_source(aor, bindings))
+        return sources
+
     def get(self, aor: str, now: float) -> Presentity:
         presentity = self._cache.get(aor)
         if presentity is None:
-            published = self.publications.for_resource(aor, "presence")
-            sources = [Source(f"publish:{p.publisher}", p.document, p.updated_at)
-                       for p in published]
-            # A device that publishes speaks for itself: its binding adds no open
-            # tuple (a phone that registers and publishes "offline" is offline).
-            publishers = {p.publisher for p in published}
-            bindings = [b for b in self.registrar.bindings(aor) if b.source not in publishers
-                        ] if self.registrar is not None else []
-            if bindings:
-                sources.append(registration_source(aor, bindings))
+            sources = self.sources(aor)
             on_the_phone = self.lines is not None and self.lines.on_the_phone(aor, now)
             if not sources and not on_the_phone:
                 self._versions.pop(aor, None)  # nothing to remember about this one

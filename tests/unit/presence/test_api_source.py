@@ -1,0 +1,48 @@
+"""The HTTP API's source of a presentity, in the sans-IO agent."""
+
+from __future__ import annotations
+
+import pytest
+
+from sipresence.documents.pidf import parse_pidf
+
+from .test_agent import Phone, subscribe_headers
+
+ALICE = "sip:alice@example.com"
+
+
+def test_the_api_source_composes_with_the_devices_and_expires():
+    p = Phone()
+    p.publish(basic="closed", activity="away", note="Gone home")
+    p.request("SUBSCRIBE", headers=subscribe_headers())
+    p.answer_all()
+    p.agent.journal.drain()
+    assert p.agent.set_api_state(ALICE, "open", ["busy"], "Night shift", 120, now=0.0) == 120
+    p.collect()
+    doc = parse_pidf(p.notifies()[-1].body)
+    assert sorted(t.basic for t in doc.tuples) == ["closed", "open"]  # both sources kept
+    summary = p.agent.presentities.get(ALICE, 0.0).summary
+    assert (summary.basic, summary.note) == ("open", "Night shift")  # newest person wins
+    assert [(kind, obj.publisher) for kind, _, obj in p.agent.journal.drain()
+            if kind == "publication"] == [("publication", "api")]  # persisted
+    # Setting it again replaces it: one api source, never two.
+    p.answer_all()
+    p.agent.set_api_state(ALICE, "open", [], "Back", 120, now=1.0)
+    assert [s.id for s in p.agent.presentities.sources(ALICE)].count("publish:api") == 1
+    p.collect()
+    p.answer_all()
+    p.now = 121.0
+    p.agent.handle_timer(121.0)
+    p.collect()
+    assert [t.basic for t in parse_pidf(p.notifies()[-1].body).tuples] == ["closed"]
+    assert not p.agent.clear_api_state(ALICE, 121.0)  # expired already
+
+
+@pytest.mark.parametrize("basic, activities, expires", [
+    ("maybe", [], None), ("open", ["dancing"], None), ("open", [], 0), ("open", [], 5)])
+def test_bad_api_states_change_nothing(basic, activities, expires):
+    p = Phone()
+    with pytest.raises(ValueError):
+        p.agent.set_api_state(ALICE, basic, activities, None, expires, now=0.0)
+    assert p.agent.presentities.sources(ALICE) == []
+    assert len(p.agent.journal) == 0
