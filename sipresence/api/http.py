@@ -77,8 +77,8 @@ def _json(request: Request, code: int, value: object) -> bytes:
     return json.dumps(value).encode()
 
 
-class PresentitiesResource(Resource):
-    """``/v1/presentities/...``: one leaf that routes on the rest of the path."""
+class _AgentResource(Resource):
+    """A leaf of the API: it reads and changes the agent, and has the driver send."""
 
     isLeaf = True
 
@@ -86,6 +86,10 @@ class PresentitiesResource(Resource):
         super().__init__()
         self.agent = agent
         self.driver = driver
+
+
+class PresentitiesResource(_AgentResource):
+    """``/v1/presentities/...``: one leaf that routes on the rest of the path."""
 
     def render(self, request: Request) -> bytes:
         try:
@@ -219,15 +223,8 @@ def presentity_state(agent: Any, aor: str, now: float) -> dict[str, object]:
             "version": presentity.version, "sources": sources}
 
 
-class RouteResource(Resource):
+class RouteResource(_AgentResource):
     """``GET /v1/route?callee=..[&caller=..]``: the decision an INVITE would get."""
-
-    isLeaf = True
-
-    def __init__(self, agent: Any, driver: Any) -> None:
-        super().__init__()
-        self.agent = agent
-        self.driver = driver
 
     def render(self, request: Request) -> bytes:
         if request.method != b"GET":
@@ -246,7 +243,7 @@ class RouteResource(Resource):
             "note": decision.note, "why": decision.why})
 
 
-class EventsResource(Resource):
+class EventsResource(_AgentResource):
     """``GET /v1/events[?aor=..]``: server-sent events, ``event: presence`` with the
     state of ``GET /v1/presentities/{aor}`` as data, at each change.
 
@@ -256,13 +253,10 @@ class EventsResource(Resource):
     every 15 s keeps idle connections open through proxies.
     """
 
-    isLeaf = True
     KEEPALIVE = 15.0
 
     def __init__(self, agent: Any, driver: Any) -> None:
-        super().__init__()
-        self.agent = agent
-        self.driver = driver
+        super().__init__(agent, driver)
         self.clients: dict[Request, str | None] = {}  # request -> the aor it follows
         self._changed: set[str] = set()
         self._flush: Any = None
