@@ -140,6 +140,13 @@ def _boolean(value: Any, what: str) -> bool:
     return value
 
 
+def _users(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()):
+        raise ConfigError("auth.users must be a table of user names and passwords")
+    return dict(value)
+
+
 def _choice(value: Any, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
         raise ConfigError(f"{what} must be one of {', '.join(choices)}")
@@ -196,6 +203,10 @@ _SCHEMA: dict[str, dict[str, Any]] = {
             c, "busy_activities", frozenset(_strings(v, "routing.busy_activities"))),
         "away_activities": lambda c, v: _set_routing(
             c, "away_activities", frozenset(_strings(v, "routing.away_activities"))),
+    },
+    "auth": {
+        "realm": lambda c, v: _set_presence(c, "realm", _string(v, "auth.realm")),
+        "users": lambda c, v: _set_presence(c, "users", _users(v)),
     },
     "runtime": {
         "gc_tuning": lambda c, v: setattr(c, "gc_tuning", _boolean(v, "runtime.gc_tuning")),

@@ -13,13 +13,14 @@ application layer drains it into the store after each input.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..documents.datamodel import Person
 from ..documents.pidf import Basic, PresenceDocument, PresenceTuple, serialize_pidf
 from ..documents.rpid import Activities
 from ..documents.xml import Note
+from ..sip.digest import Authenticator
 from ..sip.endpoint import Endpoint, Peer
 from ..sip.headers import HeaderError
 from ..sip.message import Request, Response
@@ -43,6 +44,8 @@ from .subscriptions import Notifier, Subscription, SubState
 from .timers import DeadlineQueue
 from .watchers import WatcherInformation
 
+# Requests that must prove who sends them when users are configured.
+AUTHENTICATED = frozenset({"REGISTER", "PUBLISH", "SUBSCRIBE"})
 # The publisher name of the HTTP API's source of a presentity.
 API_SOURCE = "api"
 # A rule's sub-handling as the notifier's decision for a new subscription.
@@ -71,6 +74,10 @@ class AgentConfig:
     registrations_as_source: bool = True
     # What happens to a watcher no rule names: allow, confirm or block (policy.py).
     sub_handling: str = "allow"
+    # Digest authentication (sip/digest.py) of REGISTER, PUBLISH and SUBSCRIBE when
+    # users are given: user name -> password, in this realm.
+    realm: str = "sipresence"
+    users: Mapping[str, str] = field(default_factory=dict)
     # How INVITEs are answered (see presence/routing.py).
     routing: RoutingPolicy = field(default_factory=RoutingPolicy)
 
@@ -104,6 +111,8 @@ class Agent:
         self._on_the_phone: set[str] = set()
         self._stale = DeadlineQueue()
         self.authorization = Authorization(config.sub_handling)
+        self.authenticator = (Authenticator(config.realm, config.users) if config.users
+                              else None)
         # Told the address of every presentity whose composed state changed (the HTTP
         # API's live updates); they read the new state when they choose to.
         self.presence_listeners: list[Callable[[str], None]] = []
@@ -156,7 +165,33 @@ class Agent:
 
     # -- requests ------------------------------------------------------------------------
     def handle_request(self, request: Request, peer: Peer, now: float) -> Response | None:
+        if self.authenticator is not None and request.method in AUTHENTICATED:
+            refused = self._authenticate(request, now)
+            if refused is not None:
+                return refused
         return self.handlers[request.method](request, peer, now)
+
+    def _authenticate(self, request: Request, now: float) -> Response | None:
+        """None when the request proved who sent it and speaks for that user's own
+        address: a REGISTER for its own To, a PUBLISH for its own presentity, a
+        SUBSCRIBE as its own From (the watcher rules are about).  Otherwise 401 with
+        a challenge (RFC 3261 22.2), or 403 for someone else's address."""
+        assert self.authenticator is not None
+        verdict = self.authenticator.check(
+            request.method, request.headers.get_all("authorization"), now)
+        if isinstance(verdict, bool):
+            return make_response(request, 401, headers=self.authenticator.challenge(
+                now, stale=verdict))
+        if request.method == "REGISTER":
+            address = request.to.uri.aor()
+        elif request.method == "PUBLISH":
+            address = self._resource(request)
+        else:
+            address = request.from_.uri.aor()
+        user = address.partition(":")[2].rpartition("@")[0]
+        if user != verdict:
+            return make_response(request, 403, "Not Your Address")
+        return None
 
     def after_response(self, now: float) -> None:
         """Called once a request was answered (NOTIFYs follow their 2xx) and once a

@@ -87,3 +87,27 @@ def test_two_publishing_devices_compose_into_one_document(agent):
         watcher.close()
         soft.close()
         desk.close()
+
+
+def test_pjsua_answers_digest_challenges_and_a_wrong_password_changes_nothing(tmp_path):
+    config = tmp_path / "auth.toml"
+    config.write_text('[auth]\nrealm = "example.com"\n'
+                      '[auth.users]\nalice = "s3cret"\nbob = "hunter2"\n')
+    agent = start_server(tmp_path, "--config", str(config))
+    alice = PjsuaUA(agent.udp, "alice", register=True, password="s3cret")
+    bob = PjsuaUA(agent.udp, "bob", password="hunter2")
+    mallory = PjsuaUA(agent.udp, "alice", password="guess")
+    try:
+        assert alice.wait_for(lambda e: e["event"] == "registered")["code"] == 200
+        alice.command(cmd="publish", online=True, activity="busy", note="Signed")
+        wait_for_publications(agent, 1)
+        bob.command(cmd="subscribe", uri=f"sip:alice@{agent.udp[0]}:{agent.udp[1]}")
+        bob.wait_for(buddy("online", "Signed", "busy"))
+        mallory.command(cmd="publish", online=False, activity="unknown", note="Hacked")
+        time.sleep(1.0)  # pjsua gives up on a rejected password after one retry
+        assert publications(agent) == 1
+        assert not any(e.get("note") == "Hacked" for e in bob.seen)
+    finally:
+        for ua in (mallory, bob, alice):
+            ua.close()
+        assert agent.stop() == 0

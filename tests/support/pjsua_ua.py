@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--user", required=True)
     parser.add_argument("--transport", default="udp", choices=("udp", "tcp"))
     parser.add_argument("--register", action="store_true", help="REGISTER with the agent")
+    parser.add_argument("--password", help="answer digest challenges as --user with it")
     args = parser.parse_args()
     host, port = args.agent.rsplit(":", 1)
 
@@ -232,6 +233,9 @@ def main() -> None:
         acfg.idUri += ";transport=tcp"
     acfg.presConfig.publishEnabled = True
     acfg.sipConfig.transportId = tid
+    if args.password is not None:
+        acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0,
+                                                        args.password))
     if args.register:
         acfg.regConfig.registrarUri = f"sip:{host}:{port}"
         acfg.regConfig.timeoutSec = 300

@@ -26,6 +26,7 @@ def test_file_then_flags(tmp_path):
     path = write(tmp_path, '[server]\nlisten = ["udp:[::1]:5070"]\ndomains = ["a.example"]\n'
                            '[presence]\nmin_expires = 120\nnotify_retries = 5\n'
                            'sub_handling = "confirm"\n'
+                           '[auth]\nrealm = "a.example"\n[auth.users]\nalice = "s3cret"\n'
                            '[sip]\nt1 = 0.25\n[log]\nformat = "json"\n'
                            '[routing]\nunavailable_target = "sip:{reason}@vm.example"\n'
                            'busy_activities = ["busy", "meeting"]\n')
@@ -36,6 +37,7 @@ def test_file_then_flags(tmp_path):
     assert config.http is None
     assert (config.presence.min_expires, config.presence.notify_retries) == (120, 5)
     assert config.presence.sub_handling == "confirm"
+    assert (config.presence.realm, config.presence.users) == ("a.example", {"alice": "s3cret"})
     assert config.timers.t1 == 0.25 and config.log_format == "json"
     routing = config.presence.routing
     assert routing.unavailable_target == "sip:{reason}@vm.example"
@@ -49,6 +51,7 @@ def test_file_then_flags(tmp_path):
     ("[presence]\nmin_expires = -1\n", "presence.min_expires must be a number"),
     ("[presence]\nmin_expires = 100\nmax_expires = 50\n", "larger than presence.max_expires"),
     ("[runtime]\ngc_tuning = \"yes\"\n", "runtime.gc_tuning must be true or false"),
+    ("[auth.users]\nalice = 1234\n", "auth.users must be a table of user names and"),
     ("[presence]\nsub_handling = \"polite-block\"\n",
      "presence.sub_handling must be one of allow, confirm, block"),
     ("[sip\n", "Expected"),

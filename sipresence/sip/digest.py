@@ -1,0 +1,163 @@
+"""Digest authentication of requests (RFC 3261 section 22; RFC 7616 as RFC 8760 brings
+it to SIP): challenges out, credentials checked, sans-IO.
+
+The agent is a registrar and a UAS, so it challenges with ``401`` and
+``WWW-Authenticate`` (RFC 3261 22.2).  Two challenges go out, SHA-256 first and MD5
+second (RFC 8760 section 2.4: clients take the first algorithm they support; desk
+phones of the last decade know only MD5).  ``qop=auth`` is offered; credentials
+without qop (RFC 2069 clients) are still checked.
+
+Nonces are stateless: the time they were made and an HMAC of it under a secret of
+this process, so no table grows with the challenges sent.  A nonce older than
+``nonce_lifetime`` whose MAC is good gets a new challenge with ``stale=true``: the
+client retries with the same password without asking its user (RFC 7616 3.3).  After
+a restart every nonce is stale, which clients handle the same way.  A replayed request
+within the lifetime is what the transaction layer absorbs anyway; the nonce count is
+not tracked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .headers import HeaderError, quote, split_commas
+
+__all__ = ["ALGORITHMS", "Credentials", "parse_credentials", "response_for", "Authenticator"]
+
+
+def _hasher(name: str) -> Callable[[str], str]:
+    return lambda text: hashlib.new(name, text.encode("utf-8")).hexdigest()
+
+
+# RFC 8760 names; the order is the order of the challenges.
+ALGORITHMS: dict[str, Callable[[str], str]] = {"SHA-256": _hasher("sha256"),
+                                               "MD5": _hasher("md5")}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An ``Authorization`` header's digest-response (RFC 3261 25.1)."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str = "MD5"
+    qop: str | None = None
+    nc: str | None = None
+    cnonce: str | None = None
+
+
+def parse_credentials(value: str) -> Credentials:
+    """Parse ``Digest username="alice", realm=..., ...``; raise HeaderError."""
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "digest":
+        raise HeaderError("Authorization is not Digest")
+    params: dict[str, str] = {}
+    for item in split_commas(rest):
+        name, eq, raw = item.partition("=")
+        name, raw = name.strip().lower(), raw.strip()
+        if not eq or not name:
+            raise HeaderError("Bad Authorization parameter")
+        if raw.startswith('"'):
+            if len(raw) < 2 or not raw.endswith('"'):
+                raise HeaderError("Bad Authorization parameter")
+            raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        params[name] = raw
+    try:
+        return Credentials(
+            username=params["username"], realm=params["realm"], nonce=params["nonce"],
+            uri=params["uri"], response=params["response"].lower(),
+            algorithm=params.get("algorithm", "MD5"), qop=params.get("qop"),
+            nc=params.get("nc"), cnonce=params.get("cnonce"))
+    except KeyError as missing:
+        raise HeaderError(f"Authorization without {missing.args[0]}") from None
+
+
+def response_for(algorithm: str, ha1: str, method: str, c: Credentials) -> str | None:
+    """The request-digest the credentials must carry (RFC 7616 3.4.1); None for a qop
+    or algorithm not supported."""
+    hash_ = ALGORITHMS.get(algorithm.upper())
+    if hash_ is None:
+        return None
+    ha2 = hash_(f"{method}:{c.uri}")
+    if c.qop is None:
+        return hash_(f"{ha1}:{c.nonce}:{ha2}")
+    if c.qop.lower() == "auth" and c.nc and c.cnonce:
+        return hash_(f"{ha1}:{c.nonce}:{c.nc}:{c.cnonce}:{c.qop}:{ha2}")
+    return None
+
+
+class Authenticator:
+    """Challenges and checks against one realm and a table of users and passwords."""
+
+    def __init__(self, realm: str, users: Mapping[str, str], *, nonce_lifetime: float = 300.0,
+                 secret: bytes | None = None) -> None:
+        self.realm = realm
+        self.nonce_lifetime = nonce_lifetime
+        self._secret = secret or secrets.token_bytes(32)
+        # H(username:realm:password) per algorithm, made once (RFC 7616 3.4.2).
+        self._ha1 = {(user, name): hash_(f"{user}:{realm}:{password}")
+                     for user, password in users.items()
+                     for name, hash_ in ALGORITHMS.items()}
+
+    def challenge(self, now: float, stale: bool = False) -> list[tuple[str, str]]:
+        """The ``WWW-Authenticate`` headers of a 401."""
+        nonce = self._nonce(now)
+        extra = ", stale=true" if stale else ""
+        return [("WWW-Authenticate",
+                 f"Digest realm={quote(self.realm)}, nonce={quote(nonce)}, "
+                 f'algorithm={name}, qop="auth"{extra}') for name in ALGORITHMS]
+
+    def check(self, method: str, authorizations: list[str], now: float) -> str | bool:
+        """The user name the request proved it is, False when it proved nothing, and
+        True when its credentials were right but its nonce stale (challenge again
+        with ``stale=true``).  Credentials for other realms are ignored."""
+        stale = False
+        for value in authorizations:
+            try:
+                credentials = parse_credentials(value)
+            except HeaderError:
+                continue
+            if credentials.realm != self.realm:
+                continue
+            verdict = self._verify(method, credentials, now)
+            if verdict == "ok":
+                return credentials.username
+            stale = stale or verdict == "stale"
+        return stale
+
+    def _verify(self, method: str, c: Credentials, now: float) -> str:
+        algorithm = c.algorithm.upper()
+        ha1 = self._ha1.get((c.username, algorithm))
+        if ha1 is None:
+            return "bad"
+        expected = response_for(algorithm, ha1, method, c)
+        if expected is None or not hmac.compare_digest(expected, c.response):
+            return "bad"
+        age = self._nonce_age(c.nonce, now)
+        if age is None:
+            return "bad"
+        return "ok" if age <= self.nonce_lifetime else "stale"
+
+    def _nonce(self, now: float) -> str:
+        stamp = f"{int(now):x}"
+        return stamp + "." + self._mac(stamp)
+
+    def _nonce_age(self, nonce: str, now: float) -> float | None:
+        """How old a nonce of ours is; None if it is not one of ours."""
+        stamp, _, mac = nonce.partition(".")
+        if not hmac.compare_digest(mac, self._mac(stamp)):
+            return None
+        try:
+            return now - int(stamp, 16)
+        except ValueError:
+            return None
+
+    def _mac(self, stamp: str) -> str:
+        return hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:32]
