@@ -8,7 +8,7 @@ SYSTEM_TOOLS := sipp:sip-tester
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test bench lint system-deps clean
+.PHONY: serve test bench lint system-deps bench-deps clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -38,7 +38,16 @@ serve: $(VENV)/.installed
 test: system-deps $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: system-deps $(VENV)/.installed-test
+# The race in bench/kamailio.py needs Kamailio's presence server (not the tests).
+KAMAILIO_PACKAGES := kamailio kamailio-presence-modules kamailio-sqlite-modules
+
+bench-deps:
+	@dpkg -s $(KAMAILIO_PACKAGES) >/dev/null 2>&1 || { \
+	  echo "installing Debian packages: $(KAMAILIO_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $(SUDO) apt-get install -y -qq $(KAMAILIO_PACKAGES); }
+
+bench: system-deps bench-deps $(VENV)/.installed-test
 	$(BIN)/python -m bench
 
 lint: $(VENV)/.installed-test

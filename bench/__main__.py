@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from . import options, parser, presence
+from . import kamailio, options, parser, presence
 
-BENCHMARKS = {"parser": parser.main, "options": options.main, "presence": presence.main}
+BENCHMARKS = {"parser": parser.main, "options": options.main, "presence": presence.main,
+              "kamailio": kamailio.main}
 
 
 def main(argv: list[str]) -> int:
