@@ -1,7 +1,9 @@
 """The ``sipresence`` command.
 
 ``sipresence serve`` runs the agent (see README.md for the flags); flags override
-the configuration file, which overrides the built-in defaults.
+the configuration file, which overrides the built-in defaults.  ``sipresence
+announce`` plays prompts to redirected callers; the other commands talk to a running
+agent's HTTP API (:mod:`sipresence.client`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .client import COMMANDS, add_commands
+from .client import run as run_client
 from .config import Config, ConfigError, load, parse_hostport, parse_listen
 
 __all__ = ["main"]
@@ -46,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="prompt for unavailable callees")
     announce.add_argument("--max-calls", type=int, default=0,
                           help="stop after this many calls (0: run until SIGTERM)")
+    add_commands(commands)
     return parser
 
 
@@ -75,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "announce":
         return _announce(args)
+    if args.command in COMMANDS:
+        return run_client(args)
     try:
         config = build_config(args)
     except (ConfigError, ValueError) as exc:
