@@ -168,11 +168,20 @@ def build_services(config: Config, reactor: Any) -> Any:
         elif address.transport == "tcp":
             listen = partial(listen_tcp, reactor, driver, address.host, address.port,
                              config.tcp_idle_timeout)
-        else:
+        elif address.transport == "tls":
             from .net.tls import listen_tls
 
             listen = partial(listen_tls, reactor, driver, address.host, address.port,
                              config.tcp_idle_timeout, config.tls_certificate, config.tls_key)
+        elif address.transport == "ws":
+            from .net.ws import listen_ws
+
+            listen = partial(listen_ws, reactor, driver, address.host, address.port)
+        else:
+            from .net.ws import listen_wss
+
+            listen = partial(listen_wss, reactor, driver, address.host, address.port,
+                             config.tls_certificate, config.tls_key)
         ListenerService(address.transport, listen).setServiceParent(services)
     if config.http is not None:
         host, port = config.http

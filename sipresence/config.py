@@ -19,7 +19,7 @@ from .sip.transaction import TimerConfig
 
 __all__ = ["ConfigError", "ListenAddress", "Config", "parse_listen", "parse_hostport", "load"]
 
-TRANSPORTS = ("udp", "tcp", "tls")
+TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
@@ -51,10 +51,11 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
 
 
 def parse_listen(text: str) -> ListenAddress:
-    """Parse ``udp:HOST:PORT``, ``tcp:HOST:PORT`` or ``tls:HOST:PORT``."""
+    """Parse ``udp:HOST:PORT``, ``tcp:``, ``tls:``, ``ws:`` or ``wss:HOST:PORT``."""
     transport, sep, rest = text.partition(":")
     if not sep or transport.lower() not in TRANSPORTS:
-        raise ConfigError(f"listen: expected udp:, tcp: or tls:HOST:PORT, got {text!r}")
+        raise ConfigError(f"listen: expected udp:, tcp:, tls:, ws: or wss:HOST:PORT, "
+                          f"got {text!r}")
     host, port = parse_hostport(rest, "listen")
     return ListenAddress(transport.lower(), host, port)
 
@@ -92,9 +93,10 @@ class Config:
             raise ConfigError("presence.min_expires is larger than presence.max_expires")
         if self.tcp_idle_timeout <= 0:
             raise ConfigError("sip.tcp_idle_timeout must be positive")
-        if any(a.transport == "tls" for a in self.listen) and not (
-                self.tls_certificate and self.tls_key):
-            raise ConfigError("a tls: listener needs tls.certificate and tls.key")
+        for secure in ("tls", "wss"):
+            if any(a.transport == secure for a in self.listen) and not (
+                    self.tls_certificate and self.tls_key):
+                raise ConfigError(f"a {secure}: listener needs tls.certificate and tls.key")
 
 
 # The file layout: section -> key -> (Config attribute, converter).

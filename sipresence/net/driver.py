@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -25,7 +25,6 @@ from twisted.python.failure import Failure
 from ..sip.endpoint import Endpoint, Peer, Transmit
 
 if TYPE_CHECKING:
-    from .tcp import SipStreamProtocol
     from .udp import SipDatagramProtocol
 
 log = Logger(namespace="sipresence.net")
@@ -38,6 +37,16 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class Connection(Protocol):
+    """A stream connection the driver can send on (TCP, TLS, WebSocket): Twisted's
+    ``connected`` flag, and the peer as the SIP core names it."""
+
+    connected: int
+    sip_peer: Peer | None
+
+    def write(self, data: bytes) -> None: ...
 
 
 class Timed(Protocol):
@@ -58,10 +67,11 @@ class Driver:
         self._call: IDelayedCall | None = None
         self._deadline: float | None = None
         self.udp: list[SipDatagramProtocol] = []
-        self.connections: dict[int, SipStreamProtocol] = {}
+        self.connections: dict[int, Connection] = {}
         # Outgoing connections per transport name ("TCP", "TLS"), set by the listeners.
-        self.connectors: dict[str, Callable[[Peer], defer.Deferred[SipStreamProtocol]]] = {}
-        self._connecting: dict[tuple[str, str, int], list[defer.Deferred[SipStreamProtocol]]] = {}
+        # (Deferreds are invariant: each transport's connector yields its own protocol.)
+        self.connectors: dict[str, Callable[[Peer], defer.Deferred[Any]]] = {}
+        self._connecting: dict[tuple[str, str, int], list[defer.Deferred[Connection]]] = {}
         self._next_connection = 1
 
     def now(self) -> float:
@@ -87,7 +97,7 @@ class Driver:
                             port=peer.port)
         self.flush()
 
-    def register_connection(self, protocol: SipStreamProtocol) -> int:
+    def register_connection(self, protocol: Connection) -> int:
         number = self._next_connection
         self._next_connection += 1
         self.connections[number] = protocol
@@ -124,17 +134,17 @@ class Driver:
             lambda proto: proto.write(transmit.data),
             lambda failure: self._failed(transmit, failure))
 
-    def _connection_to(self, peer: Peer) -> defer.Deferred[SipStreamProtocol]:
+    def _connection_to(self, peer: Peer) -> defer.Deferred[Connection]:
         """An open connection to the peer's address: an existing one, or a new one.
 
         Messages sent while a connection is being opened share that attempt.
         """
         address = (peer.transport, peer.host, peer.port)
         for protocol in self.connections.values():
-            p = protocol.peer
+            p = protocol.sip_peer
             if p is not None and (p.transport, p.host, p.port) == address and protocol.connected:
                 return defer.succeed(protocol)
-        result: defer.Deferred[SipStreamProtocol] = defer.Deferred()
+        result: defer.Deferred[Connection] = defer.Deferred()
         waiters = self._connecting.get(address)
         if waiters is not None:
             waiters.append(result)
@@ -144,7 +154,7 @@ class Driver:
             return defer.fail(RuntimeError(f"no {peer.transport} transport"))
         waiters = self._connecting[address] = [result]
 
-        def finish(outcome: SipStreamProtocol | Failure) -> None:
+        def finish(outcome: Connection | Failure) -> None:
             del self._connecting[address]
             for waiter in waiters:
                 if isinstance(outcome, Failure):

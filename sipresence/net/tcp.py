@@ -34,30 +34,30 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
         self.idle_timeout = idle_timeout
         self.framer = StreamFramer()
         self.number = 0
-        self.peer: Peer | None = None
+        self.sip_peer: Peer | None = None
 
     def connectionMade(self) -> None:
         self.number = self.driver.register_connection(self)
         assert self.transport is not None
         remote = cast(IPv4Address | IPv6Address, self.transport.getPeer())
         local = cast(IPv4Address | IPv6Address, self.transport.getHost())
-        self.peer = Peer(self.transport_name, remote.host, remote.port, self.number,
+        self.sip_peer = Peer(self.transport_name, remote.host, remote.port, self.number,
                          (local.host, local.port))
         self.setTimeout(self.idle_timeout)
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
-        assert self.peer is not None
+        assert self.sip_peer is not None
         try:
             items: list[object] = list(self.framer.feed(data))
         except ParseError as exc:
             log.info("closing {transport} connection from {host}:{port}: {reason}",
-                     transport=self.transport_name, host=self.peer.host, port=self.peer.port,
-                     reason=exc.reason)
-            self.driver.stream_items([exc], self.peer)  # answered when it can be
+                     transport=self.transport_name, host=self.sip_peer.host,
+                     port=self.sip_peer.port, reason=exc.reason)
+            self.driver.stream_items([exc], self.sip_peer)  # answered when it can be
             self.close()
             return
-        self.driver.stream_items(items, self.peer)
+        self.driver.stream_items(items, self.sip_peer)
 
     def timeoutConnection(self) -> None:
         log.debug("idle {transport} connection closed", transport=self.transport_name)

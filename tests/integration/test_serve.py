@@ -217,7 +217,7 @@ def test_sigterm_stops_cleanly_and_logs_it(tmp_path):
 def test_bad_arguments_and_busy_ports_are_reported(tmp_path):
     bad = start_server(tmp_path, listen=("carrier-pigeon:1.2.3.4:5",), expect_ready=False)
     assert bad.proc.returncode == 2
-    assert "expected udp:, tcp: or tls:" in bad.output()
+    assert "expected udp:, tcp:, tls:, ws: or wss:" in bad.output()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]

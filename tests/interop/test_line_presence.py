@@ -5,13 +5,11 @@ ctypes) see each state, and a pjsua2 presence watcher sees the person on the pho
 from __future__ import annotations
 
 import subprocess
-import time
-import urllib.request
 
 import pytest
 
 from tests.support.pjsua import PjsuaUA, pjsua_available
-from tests.support.server import start_server
+from tests.support.server import start_server, wait_for_metric
 from tests.support.sipp import SCENARIOS, run_sipp, sipp_available
 
 pytestmark = [pytest.mark.interop,
@@ -19,17 +17,6 @@ pytestmark = [pytest.mark.interop,
               pytest.mark.skipif(not pjsua_available(), reason="pjsua2-python not installed")]
 
 STATES = ["trying", "early", "confirmed", "terminated"]
-
-
-def wait_for_metric(agent, needle: str, timeout: float = 10.0) -> None:
-    host, port = agent.http
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
-        if needle in text:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in metrics:\n{text}")
 
 
 def test_busy_lamps_and_presence_watchers_follow_a_sipp_published_call(tmp_path):

@@ -13,11 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 READY_TIMEOUT = 20.0
-_ADDRESS_RE = re.compile(r"(udp|tcp|tls|http):(\[[^\]]+\]|[^: ]+):(\d+)")
+_ADDRESS_RE = re.compile(r"(udp|tcp|tls|wss|ws|http):(\[[^\]]+\]|[^: ]+):(\d+)")
 
 
 @dataclass
@@ -97,3 +98,16 @@ def start_server(tmp_path: Path, *args: str, listen: tuple[str, ...] = (
         proc.kill()
         raise AssertionError(f"agent did not get ready:\n{server.output()}")
     return server
+
+
+def wait_for_metric(agent: Server, needle: str, timeout: float = 10.0) -> None:
+    """Wait until the agent's /metrics text contains *needle*."""
+    host, port = agent.http
+    end = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < end:
+        text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
+        if needle in text:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not in metrics:\n{text}")
