@@ -77,3 +77,29 @@ def test_a_browser_watches_over_its_websocket_and_a_closed_one_is_given_up(agent
     assert phone.ask("OPTIONS").status == 200
     phone.close()
     wait_for_metric(agent, 'sipresence_subscriptions{package="presence"} 0.0')  # retried, dropped
+
+
+def test_secure_websocket_with_the_tls_certificate(tmp_path):
+    import ssl
+
+    from tests.support.certs import self_signed
+
+    cert, key = self_signed(tmp_path)
+    config = tmp_path / "wss.toml"
+    config.write_text(f'[tls]\ncertificate = "{cert}"\nkey = "{key}"\n')
+    server = start_server(tmp_path, "--config", str(config), listen=("wss:127.0.0.1:0",),
+                          http=None)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        host, port = server.address("wss")
+        with connect(f"wss://{host}:{port}", subprotocols=["sip"], ssl=context,
+                     open_timeout=5) as ws:
+            ws.send(request("OPTIONS", (host, port), BROWSER, transport="WSS").decode())
+            answer = received(ws)
+            assert answer.status == 200 and answer.top_via.transport == "WSS"
+    finally:
+        assert server.stop() == 0
+    missing = start_server(tmp_path, listen=("wss:127.0.0.1:0",), expect_ready=False)
+    assert missing.proc.returncode == 2
+    assert "a wss: listener needs tls.certificate and tls.key" in missing.output()
