@@ -276,7 +276,7 @@ class RestoreService(_service_base()):  # type: ignore[misc]
             bindings=len(snapshot.bindings), rules=len(snapshot.rules),
             unclean="" if snapshot.clean else " after an unclean stop")
         self.agent.restore(snapshot.publications, snapshot.subscriptions, self.driver.now(),
-                           snapshot.bindings, snapshot.rules)
+                           snapshot.bindings, snapshot.rules, snapshot.clock)
         snapshot.publications.clear()
         snapshot.subscriptions.clear()
         snapshot.bindings.clear()

@@ -220,7 +220,7 @@ def presentity_state(agent: Any, aor: str, now: float) -> dict[str, object]:
         sources.append({"id": "line"})
     return {"aor": aor, "basic": summary.basic, "activities": list(summary.activities),
             "note": summary.note, "on_the_phone": summary.on_the_phone,
-            "version": presentity.version, "sources": sources}
+            "version": agent.presentities.version(aor), "sources": sources}
 
 
 class RouteResource(_AgentResource):

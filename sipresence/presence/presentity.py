@@ -95,13 +95,28 @@ class Presentities:
         self.publications = publications
         self.registrar = registrar
         self.lines = lines
+        # Versions come from one clock for all presentities, so that none goes back:
+        # not when a presentity's last source goes and it is composed again later,
+        # not after a restart (``restore_clock``).  A presentity not changed since
+        # the start has the clock's value at the start.
+        self.clock = 0
+        self._base = 0
         self._versions: dict[str, int] = {}
         self._cache: dict[str, Presentity] = {}
 
     def changed(self, aor: str) -> None:
         """A source of *aor* changed: the next read composes a new version."""
-        self._versions[aor] = self._versions.get(aor, 0) + 1
+        self.clock += 1
+        self._versions[aor] = self.clock
         self._cache.pop(aor, None)
+
+    def version(self, aor: str) -> int:
+        return self._versions.get(aor, self._base)
+
+    def restore_clock(self, value: int) -> None:
+        """Go on above every version handed out before a restart (*value* is what the
+        store vouches for: at or above the last one)."""
+        self.clock = self._base = max(self.clock, value)
 
     def sources(self, aor: str) -> list[Source]:
         """The live sources of *aor*: its publications (one per device, the HTTP API's
@@ -124,9 +139,8 @@ class Presentities:
             sources = self.sources(aor)
             on_the_phone = self.lines is not None and self.lines.on_the_phone(aor, now)
             if not sources and not on_the_phone:
-                self._versions.pop(aor, None)  # nothing to remember about this one
                 return nobody(aor)
-            presentity = Presentity(aor, self._versions.get(aor, 0),
+            presentity = Presentity(aor, self.version(aor),
                                     compose(aor, sources, on_the_phone=on_the_phone))
             self._cache[aor] = presentity
         return presentity

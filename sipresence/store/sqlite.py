@@ -65,7 +65,8 @@ _RULE_COLUMNS = ("key", "presentity", "watcher", "action")
 _TABLES = {"publication": ("publications", "etag", _PUB_COLUMNS),
            "subscription": ("subscriptions", "id", _SUB_COLUMNS),
            "binding": ("bindings", "key", _BINDING_COLUMNS),
-           "rule": ("rules", "key", _RULE_COLUMNS)}
+           "rule": ("rules", "key", _RULE_COLUMNS),
+           "meta": ("meta", "key", ("key", "value"))}
 _STOP = object()
 
 
@@ -78,6 +79,7 @@ class Snapshot:
     clean: bool  # False: the last run did not shut down cleanly
     bindings: list[Binding] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
+    clock: int = 0  # the presentity version clock as reserved (Presentities)
 
 
 def publication_row(p: Publication) -> tuple[object, ...]:
@@ -107,7 +109,7 @@ def rule_row(r: Rule) -> tuple[object, ...]:
 
 _ROWS: dict[str, Callable[[Any], tuple[object, ...]]] = {
     "publication": publication_row, "subscription": subscription_row, "binding": binding_row,
-    "rule": rule_row}
+    "rule": rule_row, "meta": tuple}
 
 
 class SqliteStore:
@@ -160,8 +162,9 @@ class SqliteStore:
             f"SELECT {', '.join(_BINDING_COLUMNS)} FROM bindings")]
         rules = [Rule(*row[1:]) for row in self._db.execute(
             f"SELECT {', '.join(_RULE_COLUMNS)} FROM rules")]
+        clock = int(self._meta("presence_clock") or 0)
         self._set_meta("clean_shutdown", "0")
-        return Snapshot(publications, subscriptions, clean, bindings, rules)
+        return Snapshot(publications, subscriptions, clean, bindings, rules, clock)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._write_loop, name="sipresence-store",

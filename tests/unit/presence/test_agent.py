@@ -306,7 +306,7 @@ def test_a_phone_that_registers_and_publishes_offline_is_offline():
 def test_registration_expiry_notifies_and_bindings_are_journaled():
     p = Phone()
     register(p, expires=120)
-    assert [kind for kind, _, _ in p.agent.journal.drain()] == ["binding"]
+    assert [kind for kind, _, _ in p.agent.journal.drain()] == ["binding", "meta"]  # + clock
     p.request("SUBSCRIBE", headers=subscribe_headers())
     p.answer_all()
     p.now = 120.0
