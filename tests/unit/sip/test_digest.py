@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sipresence.sip.digest import (
     ALGORITHMS,
@@ -96,3 +98,15 @@ def test_an_old_nonce_with_the_right_password_is_stale():
 def test_malformed_credentials_are_header_errors(value):
     with pytest.raises(HeaderError):
         parse_credentials(value)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.text(max_size=300) | st.from_regex(
+    r'Digest( [a-z]{1,9}=("[^"]{0,20}"|[a-zA-Z0-9=/+.]{0,20}),?){0,9}', fullmatch=True))
+def test_any_authorization_value_is_refused_or_parsed_never_raises(value):
+    auth = Authenticator("example.com", {"alice": "s3cret"})
+    assert auth.check("REGISTER", [value], 1000.0) in (False, True)  # no valid MAC
+    try:
+        parse_credentials(value)
+    except HeaderError:
+        pass
