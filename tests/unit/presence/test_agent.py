@@ -78,6 +78,22 @@ class Phone:
             self.send(make_response(notify, status).to_bytes().decode())
         self.answered = len(notifies)
 
+    def restarted(self, tmp_path, now: float, **agent_kwargs) -> Phone:
+        """A new agent from what this one's journal wrote to an SQLite store, as after
+        a restart."""
+        from sipresence.store.sqlite import SqliteStore
+
+        path = str(tmp_path / "restart.sqlite3")
+        store = SqliteStore(path)
+        store.submit(self.agent.journal.drain())
+        store.close()
+        snapshot = SqliteStore(path).load()
+        after = Phone(**agent_kwargs)
+        after.agent.restore(snapshot.publications, snapshot.subscriptions, now,
+                            snapshot.bindings, snapshot.rules, snapshot.clock)
+        after.now = now
+        return after
+
     def advance(self, until: float) -> None:
         """Let time pass as the network driver does: every deadline of the endpoint and
         the agent up to *until* fires in order (retransmissions, timer F, expiries)."""
@@ -576,8 +592,6 @@ def test_a_change_made_while_a_notify_is_in_flight_goes_out_when_its_answer_come
 
 def test_watcherinfo_versions_go_on_above_every_value_sent_after_a_restart(tmp_path):
     """The owner's client drops documents whose version goes back (RFC 3858 4.4)."""
-    from sipresence.store.sqlite import SqliteStore
-
     p = Phone()
     owner_watches_her_watchers(p)
     for i, watcher in enumerate(("bob", "carol")):
@@ -586,16 +600,7 @@ def test_watcherinfo_versions_go_on_above_every_value_sent_after_a_restart(tmp_p
     p.answer_all()
     before = winfo_of(p)[-1].version
     assert before == 3
-    path = str(tmp_path / "agent.sqlite3")
-    store = SqliteStore(path)
-    store.submit(p.agent.journal.drain())
-    store.close()
-    snapshot = SqliteStore(path).load()
-
-    q = Phone()
-    q.agent.restore(snapshot.publications, snapshot.subscriptions, 10.0, snapshot.bindings,
-                    snapshot.rules)
-    q.now = 10.0
+    q = p.restarted(tmp_path, now=10.0)
     q.request("SUBSCRIBE", from_uri="sip:dave@example.com", from_tag="w3", call_id="watch-3",
               headers=subscribe_headers())
     after = winfo_of(q)[-1]

@@ -49,9 +49,6 @@ def test_bad_api_states_change_nothing(basic, activities, expires):
 
 
 def test_versions_only_go_up_when_sources_go_and_across_a_restart(tmp_path):
-    from sipresence.presence.agent import Agent
-    from sipresence.store.sqlite import SqliteStore
-
     p = Phone()
     seen = []
     for step in range(3):
@@ -60,14 +57,7 @@ def test_versions_only_go_up_when_sources_go_and_across_a_restart(tmp_path):
     p.agent.clear_api_state(ALICE, 3.0)  # nothing left of alice: still not lower
     seen.append(p.agent.presentities.version(ALICE))
     assert seen == sorted(seen) and len(set(seen)) == 4
-    path = str(tmp_path / "agent.sqlite3")
-    store = SqliteStore(path)
-    store.submit(p.agent.journal.drain())
-    store.close()
-    snapshot = SqliteStore(path).load()
-    after = Agent()
-    after.restore(snapshot.publications, snapshot.subscriptions, 10.0, snapshot.bindings,
-                  snapshot.rules, snapshot.clock)
+    after = p.restarted(tmp_path, now=10.0).agent
     assert after.presentities.version(ALICE) > seen[-1]  # unchanged since the start
     after.set_api_state(ALICE, "closed", now=11.0)
     assert after.presentities.version(ALICE) > seen[-1] + 1

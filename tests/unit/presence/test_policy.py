@@ -8,7 +8,6 @@ from sipresence.documents.pidf import parse_pidf
 from sipresence.documents.watcherinfo import parse_watcherinfo
 from sipresence.presence.agent import Agent, AgentConfig
 from sipresence.presence.policy import Authorization, Rule, rule_target
-from sipresence.store.sqlite import SqliteStore
 
 from .test_agent import Phone, subscribe_headers
 
@@ -129,12 +128,7 @@ def test_rules_survive_a_restart_through_the_store(tmp_path):
     p = Phone(config=AgentConfig(sub_handling="confirm"))
     p.agent.set_rule(ALICE, "sip:bob@example.com", "allow", 0.0)
     p.agent.set_rule(ALICE, "elsewhere.test", "block", 0.0)
-    store = SqliteStore(str(tmp_path / "rules.sqlite3"))
-    store.submit(p.agent.journal.drain())
-    store.close()
-    snapshot = SqliteStore(str(tmp_path / "rules.sqlite3")).load()
-    agent = Agent(config=AgentConfig(sub_handling="confirm"))
-    agent.restore([], [], 0.0, [], snapshot.rules)
+    agent = p.restarted(tmp_path, now=0.0, config=AgentConfig(sub_handling="confirm")).agent
     assert agent.authorization.rules(ALICE) == p.agent.authorization.rules(ALICE)
     assert agent.authorization.decide("sip:bob@example.com", ALICE) == "allow"
     assert agent.authorization.decide("sip:eve@elsewhere.test", ALICE) == "block"
