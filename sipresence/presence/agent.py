@@ -30,7 +30,7 @@ from ..store.journal import Journal
 from .dialogs import BusyLamps, Lines, dialog_package
 from .packages import PIDF, EventPackage
 from .policy import Authorization, Rule
-from .presentity import Presentities, presence_package, watcherinfo_package
+from .presentity import PRESENCE_CLOCK, Presentities, presence_package, watcherinfo_package
 from .publications import (
     EventStateCompositor,
     Publication,
@@ -44,9 +44,6 @@ from .subscriptions import Notifier, Subscription, SubState
 from .timers import DeadlineQueue
 from .watchers import WatcherInformation
 
-# The store's name for the presentity version clock, and how far ahead it is reserved.
-PRESENCE_CLOCK = "presence_clock"
-CLOCK_BLOCK = 1000
 # Requests that must prove who sends them when users are configured.
 AUTHENTICATED = frozenset({"REGISTER", "PUBLISH", "SUBSCRIBE"})
 # The publisher name of the HTTP API's source of a presentity.
@@ -106,7 +103,6 @@ class Agent:
                                    max_expires=config.max_expires)
         self.lines = Lines(self.publications)
         self.lamps = BusyLamps(self.lines)
-        self._clock_reserved = 0
         self.presentities = Presentities(
             self.publications, self.registrar if config.registrations_as_source else None,
             self.lines)
@@ -378,11 +374,9 @@ class Agent:
     # -- presence state --------------------------------------------------------------------
     def _presence_changed(self, resource: str) -> None:
         self.presentities.changed(resource)
-        if self.presentities.clock > self._clock_reserved:
-            # Reserved ahead, as subscriptions' counters are: one row per block.
-            self._clock_reserved = self.presentities.clock + CLOCK_BLOCK
-            self.journal.put("meta", PRESENCE_CLOCK, (PRESENCE_CLOCK,
-                                                      str(self._clock_reserved)))
+        reserved = self.presentities.reserve_clock()
+        if reserved is not None:
+            self.journal.put("meta", PRESENCE_CLOCK, (PRESENCE_CLOCK, str(reserved)))
         self.notifier.changed("presence", resource)
         for listener in self.presence_listeners:
             listener(resource)
@@ -500,7 +494,6 @@ class Agent:
                 clock: int = 0) -> None:
         """Load stored state (counters come back as the reservations the store held)."""
         self.presentities.restore_clock(clock)
-        self._clock_reserved = clock
         for rule in rules:
             self.authorization.restore(rule)
         for binding in bindings:

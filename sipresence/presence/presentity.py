@@ -26,7 +26,12 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from .agent import AgentConfig
 
-__all__ = ["Presentity", "Presentities", "presence_package", "watcherinfo_package"]
+__all__ = ["Presentity", "Presentities", "presence_package", "watcherinfo_package",
+           "PRESENCE_CLOCK"]
+
+# The store's key for the presentity version clock, and how far ahead it is reserved.
+PRESENCE_CLOCK = "presence_clock"
+CLOCK_BLOCK = 1000
 
 # chan_sip sends XPIDF to subscribers that accept only cpim-pidf (Polycom phones ask
 # for it and read XPIDF); the documents layer found the same, so cpim-pidf gets XPIDF.
@@ -101,6 +106,7 @@ class Presentities:
         # the start has the clock's value at the start.
         self.clock = 0
         self._base = 0
+        self._reserved = 0  # how far the store vouches for the clock
         self._versions: dict[str, int] = {}
         self._cache: dict[str, Presentity] = {}
 
@@ -113,10 +119,19 @@ class Presentities:
     def version(self, aor: str) -> int:
         return self._versions.get(aor, self._base)
 
+    def reserve_clock(self) -> int | None:
+        """The clock value to store when the clock passed what the store vouches for:
+        reserved :data:`CLOCK_BLOCK` ahead, as subscriptions' counters are (one row per
+        block, and after any restart versions go on above every one handed out)."""
+        if self.clock <= self._reserved:
+            return None
+        self._reserved = self.clock + CLOCK_BLOCK
+        return self._reserved
+
     def restore_clock(self, value: int) -> None:
         """Go on above every version handed out before a restart (*value* is what the
         store vouches for: at or above the last one)."""
-        self.clock = self._base = max(self.clock, value)
+        self.clock = self._base = self._reserved = max(self.clock, value)
 
     def sources(self, aor: str) -> list[Source]:
         """The live sources of *aor*: its publications (one per device, the HTTP API's

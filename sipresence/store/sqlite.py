@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..presence.policy import Rule
+from ..presence.presentity import PRESENCE_CLOCK
 from ..presence.publications import Publication
 from ..presence.registrar import Binding
 from ..presence.subscriptions import Subscription, SubState
@@ -162,7 +163,7 @@ class SqliteStore:
             f"SELECT {', '.join(_BINDING_COLUMNS)} FROM bindings")]
         rules = [Rule(*row[1:]) for row in self._db.execute(
             f"SELECT {', '.join(_RULE_COLUMNS)} FROM rules")]
-        clock = int(self._meta("presence_clock") or 0)
+        clock = int(self._meta(PRESENCE_CLOCK) or 0)
         self._set_meta("clean_shutdown", "0")
         return Snapshot(publications, subscriptions, clean, bindings, rules, clock)
 
