@@ -25,7 +25,7 @@ from ..sip.endpoint import Endpoint, Peer
 from ..sip.headers import HeaderError
 from ..sip.message import Request, Response
 from ..sip.uas import make_response, origin
-from ..sip.uri import AbsoluteURI, SipURI, parse_uri
+from ..sip.uri import URI, AbsoluteURI, SipURI, parse_uri
 from ..store.journal import Journal
 from .dialogs import BusyLamps, Lines, dialog_package
 from .packages import PIDF, EventPackage
@@ -52,6 +52,16 @@ API_SOURCE = "api"
 _SUB_STATES = {"allow": "active", "confirm": "pending", "block": "rejected"}
 
 __all__ = ["Agent", "AgentConfig"]
+
+
+def _presentity(uri: URI) -> str | None:
+    """The presentity a URI names, as an address of record; None if it names none.
+    ``pres:`` URIs (RFC 3859) name the same presentity as the ``sip:`` URI with the
+    same user and host."""
+    if isinstance(uri, AbsoluteURI) and uri.scheme == "pres":
+        return "sip:" + uri.opaque
+    return uri.aor() if isinstance(uri, SipURI) else None
+
 
 Handler = Callable[[Request, Peer, float], Response | None]
 
@@ -202,17 +212,11 @@ class Agent:
         return make_response(request, 200, headers=self.capabilities())
 
     def _resource(self, request: Request) -> str:
-        """The presentity a request is for: its Request-URI as an address of record.
-
-        ``pres:`` URIs (RFC 3859) name the same presentity as the ``sip:`` URI with
-        the same user and host.
-        """
-        uri = request.request_uri
-        if isinstance(uri, AbsoluteURI) and uri.scheme == "pres":
-            return "sip:" + uri.opaque
-        if not isinstance(uri, SipURI):
+        """The presentity a request is for: its Request-URI as an address of record."""
+        aor = _presentity(request.request_uri)
+        if aor is None:
             raise HeaderError("Request-URI is not a SIP URI")
-        return uri.aor()
+        return aor
 
     @staticmethod
     def address(text: str) -> str:
@@ -222,12 +226,10 @@ class Agent:
         text = text.strip()
         if ":" not in text.partition("@")[0]:
             text = "sip:" + text
-        uri = parse_uri(text)
-        if isinstance(uri, AbsoluteURI) and uri.scheme == "pres":
-            uri = parse_uri("sip:" + uri.opaque)
-        if not isinstance(uri, SipURI):
+        aor = _presentity(parse_uri(text))
+        if aor is None:
             raise ValueError(f"not a SIP address: {text}")
-        return uri.aor()
+        return aor
 
     def _served(self, resource: str) -> bool:
         if not self.domains:
