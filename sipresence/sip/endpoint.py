@@ -255,6 +255,30 @@ class Endpoint:
         self._client[key] = entry
         self._apply(entry, tx.start(request.to_bytes(), now), now)
 
+    def withdraw(self, transmit: Transmit, methods: frozenset[str], status: int,
+                 reason: str, headers: Iterable[tuple[str, str]] = ()) -> Transmit:
+        """Replace a held-back 2xx to one of *methods* by an error answer.
+
+        The network layer holds answers back until the state they acknowledge is
+        durable (group commit); when the store then fails, the 2xx must not go out.
+        The replacement is built from the 2xx itself (same Via, From, To with its
+        tag, Call-ID and CSeq, so the client matches it) and becomes the answer the
+        transaction resends to retransmissions.  Anything else is returned as it is.
+        """
+        entry = transmit.origin
+        if (not isinstance(entry, _Entry) or isinstance(entry.tx, NonInviteClient)
+                or entry.tx.key[-1] not in methods  # type: ignore[index]
+                or not transmit.data.startswith(b"SIP/2.0 2")):
+            return transmit
+        answered = parse_datagram(transmit.data)
+        assert isinstance(answered, Response)
+        data = make_response(answered, status, reason, headers=headers).to_bytes()
+        self.stats.responses_sent[answered.status] -= 1
+        self._count_response(status)
+        if entry.tx.last == transmit.data:
+            entry.tx.last = data
+        return Transmit(data, transmit.peer, entry)
+
     def respond(self, request: Request, response: Response, now: float) -> None:
         """Send a (further) response to a request whose transaction is still alive."""
         entry = self._server.get(self._server_key(request, request.method))

@@ -399,3 +399,37 @@ def test_while_overloaded_the_admitted_share_of_new_requests_is_served_evenly():
     statuses = [r.status for r, _ in answers(ep)]
     assert statuses == [503, 503, 503, 200] * 3
     assert ep.stats.shed == 9 and len(app.seen) == 3
+
+
+def test_a_withdrawn_2xx_becomes_the_error_that_retransmissions_get():
+    """Group commit: a 2xx held back until its state is durable is replaced when the
+    store fails, and the transaction resends the replacement, never the 2xx."""
+    ep = Endpoint(App())
+    ep.receive_datagram(request("PUBLISH", cseq="1 PUBLISH"), CLIENT, 0.0)
+    [held] = ep.transmissions()
+    sent = ep.withdraw(held, frozenset({"PUBLISH"}), 500, "Store Failure",
+                       [("Retry-After", "5")])
+    error = parse_datagram(sent.data)
+    original = parse_datagram(held.data)
+    assert error.status == 500 and error.reason == "Store Failure"
+    assert error.headers.get("retry-after") == "5"
+    assert error.to.tag == original.to.tag and error.call_id == original.call_id
+    assert sent.peer == held.peer
+    assert ep.stats.responses_sent[200] == 0 and ep.stats.responses_sent[500] == 1
+    ep.receive_datagram(request("PUBLISH", cseq="1 PUBLISH"), CLIENT, 0.3)
+    [(again, _)] = answers(ep)
+    assert again.status == 500
+
+
+def test_only_2xx_answers_to_the_named_methods_are_withdrawn():
+    ep = Endpoint(App())
+    ep.receive_datagram(request("SUBSCRIBE", cseq="1 SUBSCRIBE"), CLIENT, 0.0)
+    [subscribe] = ep.transmissions()
+    assert ep.withdraw(subscribe, frozenset({"PUBLISH"}), 500, "x") is subscribe
+    ep.receive_datagram(request("OPTIONS"), CLIENT, 0.0)
+    [options] = ep.transmissions()  # stateless: no transaction to amend
+    assert ep.withdraw(options, frozenset({"OPTIONS"}), 500, "x") is options
+    failing = Endpoint(App(status=404))
+    failing.receive_datagram(request("PUBLISH", cseq="1 PUBLISH"), CLIENT, 0.0)
+    [refused] = failing.transmissions()
+    assert failing.withdraw(refused, frozenset({"PUBLISH"}), 500, "x") is refused
