@@ -100,8 +100,14 @@ def run(config: Config) -> int:
     from twisted.internet.error import CannotListenError
     from twisted.logger import Logger
 
+    from .store.sqlite import StoreError
+
     log = Logger(namespace=LIFECYCLE)
-    services = build_services(config, reactor)
+    try:
+        services = build_services(config, reactor)
+    except StoreError as exc:
+        log.error("cannot start: {error}", error=exc)
+        return 1
     status = {"code": 0}
 
     def start() -> None:
@@ -139,12 +145,13 @@ def build_services(config: Config, reactor: Any) -> Any:
     from twisted.application.service import MultiService
 
     from .api.http import build_site
-    from .api.metrics import PresenceCollector, SipCollector
+    from .api.metrics import PresenceCollector, SipCollector, StoreCollector
     from .net.driver import Driver
     from .net.tcp import listen_tcp
     from .net.udp import listen_udp
-    from .presence.agent import Agent
+    from .presence.agent import CHANGES_STATE, Agent
     from .sip.endpoint import Endpoint
+    from .store.commit import GroupCommit
     from .store.sqlite import SqliteStore
 
     agent = Agent(domains=config.domains, user_agent=f"sipresence/{__version__}",
@@ -158,8 +165,18 @@ def build_services(config: Config, reactor: Any) -> Any:
     registry.register(PresenceCollector(agent))
     store = SqliteStore(config.db)
 
+    def refuse(retry_after: int | None) -> None:
+        agent.refusing = retry_after
+
+    commit = GroupCommit(
+        agent.journal, store.submit, on_state=refuse,
+        withdraw=partial(endpoint.withdraw, methods=CHANGES_STATE, status=500,
+                         reason="Store Failure"))
+    driver.hold_for(commit)
+    registry.register(StoreCollector(store, commit))
+
     services = MultiService()
-    StoreService(store, agent).setServiceParent(services)
+    StoreService(store, agent, driver).setServiceParent(services)
     DriverService(driver).setServiceParent(services)
     for address in config.listen:
         if address.transport == "udp":
@@ -222,36 +239,27 @@ class ListenerService(_service_base()):  # type: ignore[misc]
 
 
 class StoreService(_service_base()):  # type: ignore[misc]
-    """Reads the state back at start; hands the agent's journal to the store every
-    50 ms (changes to one object in between cost one row); at stop, writes what is
-    left and closes."""
+    """Reads the state back at start and starts the writer, whose reports of each
+    batch come back to the driver on the reactor thread (group commit: the answers
+    it holds go out then).  At stop, writes what is left and closes."""
 
-    INTERVAL = 0.05
-
-    def __init__(self, store: Any, agent: Any) -> None:
+    def __init__(self, store: Any, agent: Any, driver: Any) -> None:
         self.store = store
         self.agent = agent
+        self.driver = driver
         self.snapshot: Any = None
-        self.loop: Any = None
 
     def startService(self) -> None:
-        from twisted.internet import task
-
         self.snapshot = self.store.load()
-        self.store.start()
-        self.loop = task.LoopingCall(self.submit)
-        self.loop.start(self.INTERVAL, now=False)
+        reactor = self.driver.reactor
+        self.store.start(lambda batch, error: reactor.callFromThread(
+            self.driver.committed, batch, error))
         super().startService()
-
-    def submit(self) -> None:
-        if len(self.agent.journal):
-            self.store.submit(self.agent.journal.drain())
 
     def stopService(self) -> None:
         super().stopService()
-        if self.loop is not None and self.loop.running:
-            self.loop.stop()
-        self.submit()
+        if len(self.agent.journal):
+            self.store.submit(self.agent.journal.drain())
         self.store.close()
 
 

@@ -59,10 +59,16 @@ class _JsonError(Resource):
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after
+
+    def render(self, request: Request) -> bytes:
+        if self.retry_after is not None:
+            request.setHeader(b"retry-after", str(self.retry_after).encode())
+        return _json(request, self.code, {"error": self.message})
 
 
 def _arg(request: Request, name: bytes) -> str | None:
@@ -89,18 +95,42 @@ class _AgentResource(Resource):
 
 
 class PresentitiesResource(_AgentResource):
-    """``/v1/presentities/...``: one leaf that routes on the rest of the path."""
+    """``/v1/presentities/...``: one leaf that routes on the rest of the path.
 
-    def render(self, request: Request) -> bytes:
+    A change (PUT, DELETE) is answered once it is committed, as a SIP 2xx is (group
+    commit): 503 with Retry-After instead when the store cannot write, before or
+    after the change was made.
+    """
+
+    def render(self, request: Request) -> bytes | int:
+        changes = request.method in (b"PUT", b"DELETE")
         try:
+            if changes and self.agent.refusing is not None:
+                raise ApiError(503, "the store cannot write now", self.agent.refusing)
             code, value = self._route(request)
         except ApiError as exc:
-            return _json(request, exc.code, {"error": exc.message})
+            return exc.render(request)
         if isinstance(value, bytes):  # a document, not JSON
             request.setResponseCode(code)
             request.setHeader(b"content-type", b"application/pidf+xml")
             return value
-        return _json(request, code, value)
+        if not changes:
+            return _json(request, code, value)
+        lost: list[object] = []
+        request.notifyFinish().addErrback(lost.append)
+
+        def answer(outcome: object) -> None:
+            if lost:
+                return  # the client went away
+            if outcome is None:
+                request.write(_json(request, code, value))
+            else:
+                request.write(ApiError(503, "the change could not be stored",
+                                       self.agent.refusing or 1).render(request))
+            request.finish()
+
+        self.driver.durable().addBoth(answer)
+        return NOT_DONE_YET
 
     def _route(self, request: Request) -> tuple[int, object]:
         # twisted.web has decoded the %-escapes of each segment already.

@@ -13,8 +13,10 @@ from prometheus_client.registry import Collector
 
 from ..presence.agent import Agent
 from ..sip.endpoint import Endpoint
+from ..store.commit import GroupCommit
+from ..store.sqlite import SqliteStore
 
-__all__ = ["SipCollector", "PresenceCollector"]
+__all__ = ["SipCollector", "PresenceCollector", "StoreCollector"]
 
 
 class SipCollector(Collector):
@@ -67,7 +69,7 @@ class SipCollector(Collector):
 
 
 class PresenceCollector(Collector):
-    """Live presence state: publications, subscriptions per package, the store's queue."""
+    """Live presence state: publications, registrations, subscriptions per package."""
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -75,6 +77,8 @@ class PresenceCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("sipresence_publications", "Live publications",
                                 value=len(self.agent.publications))
+        yield GaugeMetricFamily("sipresence_registrations", "Live registrar bindings",
+                                value=len(self.agent.registrar.all()))
         subscriptions = GaugeMetricFamily("sipresence_subscriptions",
                                           "Live subscriptions", labels=["package"])
         counts: dict[str, int] = {name: 0 for name in self.agent.packages}
@@ -83,3 +87,29 @@ class PresenceCollector(Collector):
         for package, count in sorted(counts.items()):
             subscriptions.add_metric([package], count)
         yield subscriptions
+
+
+class StoreCollector(Collector):
+    """The writer's batches and failures, and what group commit holds back."""
+
+    def __init__(self, store: SqliteStore, commit: GroupCommit) -> None:
+        self.store = store
+        self.commit = commit
+
+    def collect(self) -> Iterator[Metric]:
+        store, commit = self.store, self.commit
+        for name, text, value in (
+                ("batches_written", "store transactions committed", store.batches_written),
+                ("rows_written", "rows written by the store", store.rows_written),
+                ("write_failures", "store transactions that failed", store.failures),
+                ("rows_dropped", "rows the store could never write, left out",
+                 store.rows_dropped),
+                ("answers_withdrawn", "2xx answers replaced by 500 since their change "
+                 "could not be committed", commit.withdrawn)):
+            yield CounterMetricFamily(f"sipresence_store_{name}", text, value=value)
+        yield GaugeMetricFamily("sipresence_store_writable",
+                                "1 while the store writes, 0 while it fails",
+                                value=1 if commit.writable else 0)
+        yield GaugeMetricFamily("sipresence_store_held_messages",
+                                "messages held until their changes are committed",
+                                value=commit.held)

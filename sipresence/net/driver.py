@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from ..sip.endpoint import Endpoint, Peer, Transmit
 
 if TYPE_CHECKING:
+    from ..store.commit import GroupCommit
     from .udp import SipDatagramProtocol
 
 log = Logger(namespace="sipresence.net")
@@ -73,6 +74,37 @@ class Driver:
         self.connectors: dict[str, Callable[[Peer], defer.Deferred[Any]]] = {}
         self._connecting: dict[tuple[str, str, int], list[defer.Deferred[Connection]]] = {}
         self._next_connection = 1
+        self.commit: GroupCommit | None = None
+
+    def hold_for(self, commit: GroupCommit) -> None:
+        """Send nothing before the changes made ahead of it are committed (group
+        commit, store/commit.py); its retry timer joins the others."""
+        self.commit = commit
+        self._timed = (*self._timed, commit)
+
+    def committed(self, batch: int, error: BaseException | None) -> None:
+        """The store reports a batch (on the reactor thread): send what it held."""
+        assert self.commit is not None
+        for transmit in self.commit.committed(batch, error, self.now()):
+            self._send(transmit)
+        self.flush()
+
+    def durable(self) -> defer.Deferred[None]:
+        """Fires once every change made so far is committed; fails with the store's
+        error when it could not be."""
+        result: defer.Deferred[None] = defer.Deferred()
+
+        def done(error: BaseException | None) -> None:
+            if error is None:
+                result.callback(None)
+            else:
+                result.errback(Failure(error))
+
+        if self.commit is None:
+            done(None)
+        else:
+            self.commit.durable(done)
+        return result
 
     def now(self) -> float:
         return self.reactor.seconds()
@@ -108,8 +140,12 @@ class Driver:
 
     # -- output ----------------------------------------------------------------------
     def flush(self) -> None:
-        """Send everything queued and re-arm the timer; call after every input."""
-        for transmit in self.endpoint.transmissions():
+        """Send everything queued (once durable) and re-arm the timer; call after
+        every input."""
+        out = self.endpoint.transmissions()
+        if self.commit is not None:
+            out = self.commit.gate(out, self.now())
+        for transmit in out:
             self._send(transmit)
         self._arm()
 

@@ -44,8 +44,10 @@ from .subscriptions import Notifier, Subscription, SubState
 from .timers import DeadlineQueue
 from .watchers import WatcherInformation
 
-# Requests that must prove who sends them when users are configured.
+# Requests that must prove who sends them when users are configured; the same are
+# those whose 2xx acknowledges a change of stored state.
 AUTHENTICATED = frozenset({"REGISTER", "PUBLISH", "SUBSCRIBE"})
+CHANGES_STATE = AUTHENTICATED
 # The publisher name of the HTTP API's source of a presentity.
 API_SOURCE = "api"
 # A rule's sub-handling as the notifier's decision for a new subscription.
@@ -146,6 +148,10 @@ class Agent:
         # for every request, so spelled out once.
         self.allowed_methods: tuple[str, ...] = (*self.handlers, "ACK", "CANCEL")
         self.routing = config.routing
+        # While the store cannot write (store/commit.py): the Retry-After of the 503
+        # that requests changing stored state get, since their change could not be
+        # made durable.  None: the store writes.
+        self.refusing: int | None = None
 
     def attach(self, endpoint: Endpoint) -> None:
         """The endpoint NOTIFYs are sent through (it holds this agent as its TU)."""
@@ -175,6 +181,9 @@ class Agent:
 
     # -- requests ------------------------------------------------------------------------
     def handle_request(self, request: Request, peer: Peer, now: float) -> Response | None:
+        if self.refusing is not None and request.method in CHANGES_STATE:
+            return make_response(request, 503, "Store Unavailable",
+                                 headers=[("Retry-After", str(self.refusing))])
         if self.authenticator is not None and request.method in AUTHENTICATED:
             refused = self._authenticate(request, now)
             if refused is not None:

@@ -1,17 +1,32 @@
 """The embedded default store: SQLite in WAL mode, written by one thread in batches.
 
-The reactor thread never waits for the disk.  Every 50 ms it hands the journal's
-operations, already turned into plain rows, to a bounded queue; one writer thread
-takes everything queued, writes it in a single transaction and commits.  At
-shutdown the queue is drained and the database marked cleanly closed; a start that
-finds no such mark knows the last batches may be lost.  Counters are stored as
-reservations ahead of their values (see ``Subscription``), so a lost batch never
-makes a CSeq or a document version go back.
+The reactor thread never waits for the disk.  It hands the journal's operations,
+already turned into plain rows, to the writer thread, which writes everything handed
+to it since its last commit in one transaction (group commit: under load batches
+grow, and a commit starts as soon as the previous one ended).  Each batch is
+reported back, committed or failed, to the callback given to :meth:`SqliteStore.start`;
+the network layer holds the answers that acknowledge a batch until then
+(``store/commit.py``).  With WAL and ``synchronous=NORMAL`` a committed batch
+survives a crash of the process.
+
+A failed write is never the end of the writer: the rows of a batch that failed for
+a passing cause (disk full, database locked, read-only, an I/O error) are kept and
+written with the next batch; a row that can never be written (a value SQLite cannot
+bind) is left out and named in the log, so that it cannot block every later batch.
+At shutdown what is queued is written and the database marked cleanly closed; a
+start that finds no such mark knows the last batches may be lost.  Counters are
+stored as reservations ahead of their values (see ``Subscription``), so a lost batch
+never makes a CSeq or a document version go back.
+
+Text that came off the wire with bytes that are not UTF-8 (the parser keeps them as
+surrogate escapes) is stored as a BLOB of those very bytes and read back as the same
+string: what the agent keeps is what it can store, byte for byte.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -26,7 +41,16 @@ from ..presence.publications import Publication
 from ..presence.registrar import Binding
 from ..presence.subscriptions import Subscription, SubState
 
-__all__ = ["SqliteStore", "Snapshot", "SCHEMA_VERSION"]
+__all__ = ["SqliteStore", "Snapshot", "StoreError", "SCHEMA_VERSION"]
+
+log = logging.getLogger("sipresence.store")
+
+Row = tuple[object, ...]
+Op = tuple[str, Hashable, Row | None]
+# Reported for each batch: its number, and None when it was committed or the error.
+Done = Callable[[int, BaseException | None], None]
+# How long a write waits for another process's lock before it counts as failed.
+BUSY_TIMEOUT_MS = 2000
 
 SCHEMA_VERSION = 3
 _SCHEMA = """
@@ -68,7 +92,6 @@ _TABLES = {"publication": ("publications", "etag", _PUB_COLUMNS),
            "binding": ("bindings", "key", _BINDING_COLUMNS),
            "rule": ("rules", "key", _RULE_COLUMNS),
            "meta": ("meta", "key", ("key", "value"))}
-_STOP = object()
 
 
 @dataclass
@@ -83,12 +106,12 @@ class Snapshot:
     clock: int = 0  # the presentity version clock as reserved (Presentities)
 
 
-def publication_row(p: Publication) -> tuple[object, ...]:
+def publication_row(p: Publication) -> Row:
     return (p.etag, p.resource, p.package, p.content_type, p.body, p.expires_at,
             p.updated_at, p.publisher, p.call_id)
 
 
-def subscription_row(s: Subscription) -> tuple[object, ...]:
+def subscription_row(s: Subscription) -> Row:
     """The row of a subscription; its counters as reserved (see Subscription)."""
     local_host, local_port = s.local if s.local is not None else (None, None)
     cseq, version = s.stored_counters
@@ -99,59 +122,147 @@ def subscription_row(s: Subscription) -> tuple[object, ...]:
             s.state.value, s.expires_at, s.created_at, max(s.version, version))
 
 
-def binding_row(b: Binding) -> tuple[object, ...]:
+def binding_row(b: Binding) -> Row:
     return (b.store_key, b.aor, b.contact, b.uri, b.instance, b.reg_id, b.q, b.call_id,
             b.cseq, b.expires_at, b.updated_at, b.user_agent, b.source)
 
 
-def rule_row(r: Rule) -> tuple[object, ...]:
+def rule_row(r: Rule) -> Row:
     return (r.store_key, r.presentity, r.watcher, r.action)
 
 
-_ROWS: dict[str, Callable[[Any], tuple[object, ...]]] = {
+_ROWS: dict[str, Callable[[Any], Row]] = {
     "publication": publication_row, "subscription": subscription_row, "binding": binding_row,
     "rule": rule_row, "meta": tuple}
 
 
-class SqliteStore:
-    """Persistence in one SQLite file (``:memory:`` keeps it in memory, for tests)."""
+class StoreError(Exception):
+    """The database cannot be opened, read or written; the message says why and where."""
 
-    def __init__(self, path: str, *, queue_size: int = 10000) -> None:
+
+def _storable(row: Row) -> Row:
+    """The row with every string SQLite's UTF-8 binding would refuse (one holding the
+    surrogate escapes of non-UTF-8 input) turned into the bytes it came from."""
+    out: list[object] | None = None
+    for index, value in enumerate(row):
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                if out is None:
+                    out = list(row)
+                out[index] = value.encode("utf-8", "surrogateescape")
+    return row if out is None else tuple(out)
+
+
+def _text(row: tuple[Any, ...], blobs: frozenset[int] = frozenset()) -> tuple[Any, ...]:
+    """A row read back: BLOBs in text columns are the strings :func:`_storable` kept."""
+    if not any(isinstance(v, bytes) for v in row):
+        return row
+    return tuple(v.decode("utf-8", "surrogateescape")
+                 if isinstance(v, bytes) and i not in blobs else v for i, v in enumerate(row))
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+# Errors that lie in a row, not in the database: a value SQLite cannot bind or a
+# constraint it breaks.  Writing that row again can never succeed.  Every other error
+# (disk full, locked, read-only, I/O, a damaged page) is the database's and may pass.
+_UNWRITABLE = (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError,
+               sqlite3.DataError, OverflowError, UnicodeEncodeError, TypeError, ValueError)
+
+
+class SqliteStore:
+    """Persistence in one SQLite file (``:memory:`` keeps it in memory, for tests).
+
+    Opening checks that the file is a database of this schema that this process can
+    lock and write; any other case raises :class:`StoreError` with one line that says
+    what is wrong, for the operator to fix before starting again.
+    """
+
+    def __init__(self, path: str) -> None:
         self.path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: opened here, used by the writer thread afterwards
-        # (and by load() before the thread starts).
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # check_same_thread=False: opened here, used by the writer thread afterwards
+            # (and by load() before the thread starts).
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                       timeout=BUSY_TIMEOUT_MS / 1000)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open {path}: {self._why(exc)}") from exc
+        try:
+            self._open()
+        except (sqlite3.Error, StoreError) as exc:
+            self._db.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open {path}: {self._why(exc)}") from exc
+        self._queue: queue.SimpleQueue[tuple[int, list[Op]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._done: Done | None = None
+        self._submitted = 0
+        # Rows of failed batches, written with the next one (the writer thread's).
+        self._retry: dict[tuple[str, Hashable], Row | None] = {}
+        self.batches_written = 0
+        self.rows_written = 0
+        self.failures = 0
+        self.rows_dropped = 0
+
+    def _open(self) -> None:
+        db = self._db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
         version = self._meta("schema_version")
         if version == "1":
             # Version 2 records which device made each binding (Binding.source).
-            self._db.execute("ALTER TABLE bindings ADD COLUMN source TEXT NOT NULL DEFAULT ''")
+            db.execute("ALTER TABLE bindings ADD COLUMN source TEXT NOT NULL DEFAULT ''")
             version = "2"
         if version == "2":
             version = None  # version 3 adds the rules table, made above
         if version is None:
             self._set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) != SCHEMA_VERSION:
-            raise RuntimeError(f"{path}: schema version {version}, expected {SCHEMA_VERSION}")
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
-        self._thread: threading.Thread | None = None
-        self.batches_written = 0
-        self.rows_written = 0
+        elif version != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"{self.path}: schema version {version}, this sipresence reads version "
+                f"{SCHEMA_VERSION}" + (" (written by a newer sipresence)"
+                                       if version.isdigit() and int(version) > SCHEMA_VERSION
+                                       else ""))
+        # Proves the file can be locked and written now, not at the first request.
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("COMMIT")
+
+    @staticmethod
+    def _why(exc: BaseException) -> str:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text:
+            return f"{text} (the file is damaged or is no SQLite database)"
+        if "locked" in text:
+            return f"{text} (another process holds it)"
+        if "readonly" in text or "read-only" in text:
+            return f"{text} (no permission to write it)"
+        return text
 
     # -- start-up ----------------------------------------------------------------------
     def load(self) -> Snapshot:
         """Read everything back, and mark the database as in use (not clean)."""
+        try:
+            return self._load()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path}: {self._why(exc)}") from exc
+
+    def _load(self) -> Snapshot:
         clean = self._meta("clean_shutdown") != "0"
+        body = frozenset({_PUB_COLUMNS.index("body")})
         publications = [
-            Publication(*row) for row in self._db.execute(
+            Publication(*_text(row, body)) for row in self._db.execute(
                 f"SELECT {', '.join(_PUB_COLUMNS)} FROM publications")]
         subscriptions = []
         for row in self._db.execute(f"SELECT {', '.join(_SUB_COLUMNS)} FROM subscriptions"):
-            values = dict(zip(_SUB_COLUMNS, row, strict=True))
+            values = dict(zip(_SUB_COLUMNS, _text(row), strict=True))
             local_host, local_port = values.pop("local_host"), values.pop("local_port")
             values["local"] = (local_host, local_port) if local_host is not None else None
             values["route_set"] = json.loads(values["route_set"])
@@ -159,77 +270,122 @@ class SqliteStore:
             subscription = Subscription(connection=None, **values)
             subscription.stored_counters = (subscription.local_cseq, subscription.version)
             subscriptions.append(subscription)
-        bindings = [Binding(*row[1:]) for row in self._db.execute(
+        bindings = [Binding(*_text(row)[1:]) for row in self._db.execute(
             f"SELECT {', '.join(_BINDING_COLUMNS)} FROM bindings")]
-        rules = [Rule(*row[1:]) for row in self._db.execute(
+        rules = [Rule(*_text(row)[1:]) for row in self._db.execute(
             f"SELECT {', '.join(_RULE_COLUMNS)} FROM rules")]
         clock = int(self._meta(PRESENCE_CLOCK) or 0)
         self._set_meta("clean_shutdown", "0")
         return Snapshot(publications, subscriptions, clean, bindings, rules, clock)
 
-    def start(self) -> None:
+    def start(self, done: Done | None = None) -> None:
+        """Start the writer thread; *done* hears of every batch, on that thread."""
+        self._done = done
         self._thread = threading.Thread(target=self._write_loop, name="sipresence-store",
                                         daemon=True)
         self._thread.start()
 
     # -- the reactor side --------------------------------------------------------------
-    def submit(self, ops: Iterable[tuple[str, Hashable, object | None]]) -> None:
-        """Queue journal operations; rows are made now, on the caller's thread, so
-        the writer never reads objects the core is changing."""
-        batch = [(kind, key, None if obj is None else _ROWS[kind](obj))
-                 for kind, key, obj in ops]
-        if not batch:
-            return
-        if self._thread is None:
-            self._write([batch])
-        else:
-            self._queue.put(batch)
+    def submit(self, ops: Iterable[tuple[str, Hashable, object | None]]) -> int:
+        """Hand journal operations to the writer; returns the batch's number.
 
-    def close(self) -> None:
-        """Write everything queued, mark a clean shutdown and close the file."""
+        Rows are made now, on the caller's thread, so the writer never reads objects
+        the core is changing.  Never blocks.  Before :meth:`start` the batch is
+        written at once, and a failure raises :class:`StoreError`.
+        """
+        batch = [(kind, key, None if obj is None else _storable(_ROWS[kind](obj)))
+                 for kind, key, obj in ops]
+        self._submitted += 1
+        if self._thread is None:
+            error = self._write([batch])
+            if error is not None:
+                raise StoreError(_describe(error)) from error
+        else:
+            self._queue.put((self._submitted, batch))
+        return self._submitted
+
+    def close(self) -> bool:
+        """Write everything queued, mark a clean shutdown and close the file.
+
+        Returns False, after logging why, when something could not be written: the
+        mark is then left off, and the next start says so.
+        """
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._queue.put(None)  # the writer's last item
             self._thread.join()
             self._thread = None
-        self._set_meta("clean_shutdown", "1")
+        clean = not self._retry
+        try:
+            if self._retry:
+                error = self._write([])
+                clean = error is None
+                if error is not None:
+                    log.error("%d changes could not be written before stopping: %s",
+                              len(self._retry), _describe(error))
+            if clean:
+                self._set_meta("clean_shutdown", "1")
+        except sqlite3.Error as exc:
+            log.error("could not mark a clean shutdown: %s", _describe(exc))
+            clean = False
         self._db.close()
+        return clean
 
     # -- the writer thread -------------------------------------------------------------
     def _write_loop(self) -> None:
         while True:
             item = self._queue.get()
-            batches = [] if item is _STOP else [item]
-            stop = item is _STOP
-            while not stop:
+            items = [item]
+            while True:  # everything queued meanwhile goes into the same commit
                 try:
-                    more = self._queue.get_nowait()
+                    items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-                if more is _STOP:
-                    stop = True
-                else:
-                    batches.append(more)
+            batches = [b for b in items if b is not None]
             if batches:
-                self._write(batches)  # type: ignore[arg-type]
+                error = self._write([batch for _, batch in batches])
+                if self._done is not None:
+                    for number, _ in batches:
+                        self._done(number, error)
+            stop = len(batches) < len(items)
             if stop:
                 return
 
-    def _write(self, batches: list[list[tuple[str, Hashable, tuple[object, ...] | None]]]) -> None:
-        """One transaction for everything queued; rows grouped so that sqlite3 loops
-        in C (executemany) instead of a Python call per row."""
-        puts: dict[str, list[tuple[object, ...]]] = {}
-        deletes: dict[str, list[tuple[Hashable]]] = {}
-        latest: dict[tuple[str, Hashable], tuple[object, ...] | None] = {}
+    def _write(self, batches: list[list[Op]]) -> BaseException | None:
+        """Write the rows kept from failed batches and *batches* in one transaction;
+        None when committed, else the error (the rows are then kept for the next)."""
+        latest = self._retry
+        self._retry = {}
         for batch in batches:
             for kind, key, row in batch:
                 latest[(kind, key)] = row  # later batches win
+        try:
+            self._commit(latest)
+        except _UNWRITABLE as exc:
+            self._rollback()
+            self.failures += 1
+            self._drop_unwritable(latest)
+            return exc
+        except Exception as exc:  # noqa: BLE001 - the database's: kept for the next try
+            self._rollback()
+            self._retry = latest
+            self.failures += 1
+            return exc
+        self.batches_written += 1
+        self.rows_written += len(latest)
+        return None
+
+    def _commit(self, latest: dict[tuple[str, Hashable], Row | None]) -> None:
+        """One transaction; rows grouped so that sqlite3 loops in C (executemany)
+        instead of a Python call per row."""
+        puts: dict[str, list[Row]] = {}
+        deletes: dict[str, list[tuple[Hashable]]] = {}
         for (kind, key), row in latest.items():
             if row is None:
                 deletes.setdefault(kind, []).append((key,))
             else:
                 puts.setdefault(kind, []).append(row)
         db = self._db
-        db.execute("BEGIN")
+        db.execute("BEGIN IMMEDIATE")
         for kind, keys in deletes.items():
             table, primary, _ = _TABLES[kind]
             db.executemany(f"DELETE FROM {table} WHERE {primary} = ?", keys)
@@ -239,8 +395,31 @@ class SqliteStore:
             db.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
                            f"VALUES ({marks})", rows)
         db.execute("COMMIT")
-        self.batches_written += 1
-        self.rows_written += len(latest)
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the failed statement may have ended the transaction already
+
+    def _drop_unwritable(self, latest: dict[tuple[str, Hashable], Row | None]) -> None:
+        """Find the rows no retry could ever write, log and leave them out; the rest
+        is written, or kept for the next batch if the database fails meanwhile."""
+        keep: dict[tuple[str, Hashable], Row | None] = {}
+        for item, row in latest.items():
+            try:
+                self._commit({item: row})
+            except _UNWRITABLE as exc:
+                self._rollback()
+                self.rows_dropped += 1
+                log.error("cannot store %s %r, left out: %s", item[0], item[1], _describe(exc))
+            except Exception:  # noqa: BLE001 - the database's: kept for the next try
+                self._rollback()
+                keep[item] = row
+            else:
+                self.rows_written += 1
+        self._retry = keep
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
