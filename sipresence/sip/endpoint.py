@@ -293,17 +293,23 @@ class Endpoint:
         A response is dropped (RFC 4475), and so is an ACK, which is never answered.
         A request is answered even without a usable Via, since RFC 3261 8.2 asks for
         a 400 naming the missing header: :meth:`_answer_peer` then falls back to where
-        it came from (a datagram's source address, a stream's connection), and the
-        answer carries no Via; over UDP only when it is no larger than the request
-        (*size* bytes).
-        No transaction is created, no Via is stamped, and the application never sees
-        the request.
+        it came from (a datagram's source address, a stream's connection).  A request
+        with no Via at all is answered over UDP only when the answer is no larger
+        than the request (*size* bytes).
+        A top Via that parses is stamped first (RFC 3261 18.2.1: received is added
+        before anything else is done with a request, whatever the answer), so the 400
+        or 505 tells a client behind NAT where it was heard from, as a 200 would.
+        No transaction is created and the application never sees the request.
         """
         self.stats.malformed[exc.reason] += 1
         message = exc.message
         if not isinstance(message, Request) or not message.method or message.method == "ACK":
             log.debug("dropped malformed message from %s:%s: %s", peer.host, peer.port, exc.reason)
             return
+        try:
+            self._stamp_via(message, peer)
+        except HeaderError:
+            pass  # no Via, or not one to stamp: the answer goes to the source as it is
         response = make_response(message, exc.status, exc.reason)
         data = response.to_bytes()
         if (not peer.reliable and not message.headers.get("via")
@@ -517,12 +523,15 @@ class Endpoint:
     def _stamp_via(request: Request, peer: Peer) -> None:
         """Add received and fill rport in the top Via (RFC 3261 18.2.1, RFC 3581).
 
-        The header text and the cached parsed Via are updated together, so the Via
-        is not parsed twice.
+        A received the request brought is replaced, even when the sent-by is the
+        source: it would tell the client a wrong address.  The header text and the
+        cached parsed Via are updated together, so the Via is not parsed twice.
+        Raises HeaderError when there is no top Via or it does not parse.
         """
         via = request.top_via
         wants_rport = "rport" in via.params
-        if not wants_rport and via.host.strip("[]") == peer.host:
+        if (not wants_rport and via.host.strip("[]") == peer.host
+                and "received" not in via.params):
             return
         values = request.headers._fields["via"]
         elements = split_commas(values[0]) if "," in values[0] else [values[0]]
@@ -537,11 +546,15 @@ class Endpoint:
 
     @staticmethod
     def _answer_peer(request: Request, peer: Peer) -> Peer:
-        """Where responses go (RFC 3261 18.2.2 with RFC 3581).
+        """Where responses go (RFC 3261 18.2.2 with RFC 3581): always the source address.
 
-        Streams answer on the connection the request came on.  Datagrams go to
-        ``maddr`` if given, else to the received address (the source, which
-        :meth:`_stamp_via` wrote) and the rport or sent-by port.
+        Streams answer on the connection the request came on.  Datagrams go to the
+        source address (the received that :meth:`_stamp_via` wrote), at the source
+        port when the Via asked for rport, else at the sent-by port.  Nothing written
+        in the Via is ever an address to send to: a name would be looked up in DNS and
+        a private address is not where a client behind NAT hears, so its answer would
+        be lost; and ``maddr`` (RFC 3261 18.2.2's multicast rule) is ignored because a
+        forged one would reflect answers at a third party.
         """
         try:
             via = request.top_via
@@ -551,11 +564,7 @@ class Endpoint:
             # The same connection; should it close, a new one to received:sent-by port.
             port = via.port or DEFAULT_PORTS.get(peer.transport, 5060)
             return Peer(peer.transport, peer.host, port, peer.connection, peer.local)
-        maddr = via.params.get("maddr")
-        if maddr:
-            return Peer("UDP", maddr.strip("[]"), via.port or 5060, None, peer.local)
-        host = via.received or via.host.strip("[]")
-        port = via.rport or via.port or DEFAULT_PORTS["UDP"]
-        if host == peer.host and port == peer.port:
+        port = peer.port if "rport" in via.params else via.port or DEFAULT_PORTS["UDP"]
+        if port == peer.port:
             return peer
-        return Peer("UDP", host, port, None, peer.local)
+        return Peer("UDP", peer.host, port, None, peer.local)

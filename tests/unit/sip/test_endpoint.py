@@ -97,12 +97,17 @@ def test_without_rport_the_answer_goes_to_received_and_the_sent_by_port():
     assert (to.host, to.port) == ("198.51.100.9", 5062)
 
 
-def test_maddr_wins_for_datagrams():
+def test_maddr_is_ignored_and_the_answer_goes_to_the_source():
+    """RFC 3261 18.2.2 would send to a Via's maddr; this agent never does.  Anyone can
+    write any address there, so honouring it lets a forged request reflect the answer at
+    a third party (a multicast group, a victim); and the source is where the client
+    hears, which is where every other answer goes (issue 9)."""
     ep = Endpoint(App())
     data = request(rport=False).replace(b";branch=", b";maddr=239.1.1.1;branch=")
     ep.receive_datagram(data, CLIENT, 0.0)
-    [(_, to)] = answers(ep)
-    assert (to.host, to.port) == ("239.1.1.1", 5070)
+    [(response, to)] = answers(ep)
+    assert (to.host, to.port) == (CLIENT.host, 5070)  # the source, at the sent-by port
+    assert response.top_via.params["maddr"] == "239.1.1.1"  # copied, not followed
 
 
 def test_streams_answer_on_the_same_connection():

@@ -23,6 +23,7 @@ from sipresence.sip.headers import (
     parse_accept,
     parse_name_addr,
     parse_tokens,
+    parse_via,
 )
 from sipresence.sip.message import Request, Response
 from sipresence.sip.parser import ParseError, StreamFramer, parse_datagram, validate
@@ -30,6 +31,7 @@ from sipresence.sip.uas import check_request
 from sipresence.sip.uri import AbsoluteURI, SipURI, unescape
 from tests.support.sipcheck import (
     ALLOWED,
+    PEER,
     SCHEMES,
     App,
     answer,
@@ -549,11 +551,23 @@ def test_invalid_requests_are_answered_with_a_specific_reason(name):
     assert status_line(out) == (status, reason)
     # The answer matches the request (RFC 3261 8.2.6): Via, From, Call-ID and CSeq copied
     # as received, and the To field as received with a tag, added if it had none, even to
-    # a malformed one.
-    for field in ("via", "from", "call-id", "cseq"):
+    # a malformed one.  "As received" is after the transport's 18.2.1, which stamps the
+    # top Via with the source address (PEER) before any answer is built, an error too.
+    for field in ("from", "call-id", "cseq"):
         assert out.headers.get_all(field) == exc.message.headers.get_all(field)
+    assert out.headers.get_all("via") == stamped(exc.message.headers.get_all("via"))
     to = exc.message.headers.get("to")
     assert out.headers.get("to").startswith(to) and ";tag=" in out.headers.get("to")
+
+
+def stamped(vias: list[str]) -> list[str]:
+    """The Via values as the endpoint answers them: received added to the top one when
+    it parses and its sent-by is not the source address."""
+    try:
+        host = parse_via(vias[0]).host
+    except HeaderError:
+        return vias  # badinv01: no Via to stamp, copied as it came
+    return vias if host == PEER.host else [f"{vias[0]};received={PEER.host}", *vias[1:]]
 
 
 def test_clerr_on_a_stream_waits_for_the_rest_of_the_body():
@@ -701,7 +715,8 @@ def test_baddn_with_or_without_the_final_empty_line():
 def test_badvers_the_version_of_the_answer_is_2_0():
     out = answer(MESSAGES["badvers"])
     assert out.version == "SIP/2.0"
-    assert out.headers.get("via") == "SIP/7.0/UDP c.example.com;branch=z9hG4bKkdjuw"
+    assert out.headers.get("via") == (
+        f"SIP/7.0/UDP c.example.com;branch=z9hG4bKkdjuw;received={PEER.host}")
 
 
 def test_mismatch02_unknown_method_with_a_mismatched_cseq_gets_a_400():
