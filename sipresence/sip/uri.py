@@ -65,6 +65,10 @@ def parse_host(text: str) -> str:
 
     Returns the host as it is compared: lower case, IPv6 in brackets and in RFC 5952
     form.  A bare IPv6 address (no brackets) is not a host (RFC 5118 section 4.2).
+    One run of three colons is read as two (RFC 5118 section 4.10: the buggy ABNF of
+    RFC 3261 made implementations write ``[2001:db8:::192.0.2.1]``, and "a SIP
+    implementation receiving such a message may exhibit robustness by successfully
+    parsing the IPv6 reference"): lenient in, and the address it stands for is plain.
     """
     if not text:
         raise URIError("Empty host")
@@ -72,7 +76,7 @@ def parse_host(text: str) -> str:
         if text[-1] != "]":
             raise URIError("Unterminated IPv6 reference")
         try:
-            address = ipaddress.IPv6Address(text[1:-1])
+            address = ipaddress.IPv6Address(text[1:-1].replace(":::", "::"))
         except ValueError:
             raise URIError("Bad IPv6 reference") from None
         mapped = address.ipv4_mapped

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sipresence.sip.headers import HeaderError, parse_name_addr
+from sipresence.sip.headers import HeaderError, parse_name_addr, parse_via
 from sipresence.sip.message import Request
 from sipresence.sip.parser import ParseError, StreamFramer, parse_datagram
-from sipresence.sip.uri import SipURI, parse_uri
+from sipresence.sip.uri import SipURI, URIError, parse_uri
 from tests.support.sipcheck import App, answer, answers, load_corpus, parse, parse_error
 
 ARCHIVE = load_corpus(Path(__file__).parent / "rfc5118")
@@ -215,15 +215,22 @@ def test_4_9_ipv4_mapped_ipv6_addresses():
         b"\n\n")[2]
 
 
-def test_4_10_three_colons_are_rejected():
+def test_4_10_three_colons_are_read_as_two():
     # "A SIP implementation receiving such a message may exhibit robustness by
     # successfully parsing the IPv6 reference (it can choose to ignore the extra colon
-    # when parsing the IPv6 reference."  Choice made here: not taken; the reference is not
-    # an IPv6 address and the request gets a 400.
-    exc = parse_error(wire("ipv6-bug-abnf-3-colons"))
-    assert (exc.status, exc.reason) == (400, "Bad IPv6 reference in Request-URI")
-    assert status_line_of(wire("ipv6-bug-abnf-3-colons")) == (
-        400, "Bad IPv6 reference in Request-URI")
+    # when parsing the IPv6 reference."  Choice made here: taken (it was a 400 before).
+    # The three colons come from RFC 3261's own ABNF bug, so the devices that send them
+    # follow the standard as written; lenient in, and the address is the one of the
+    # two-colon message: the same host, compared equal.
+    m = request(wire("ipv6-bug-abnf-3-colons"))
+    assert hostport(m.uri) == ("[2001:db8::c000:201]", None)
+    assert m.to.uri.host == "[2001:db8::c000:201]"
+    assert status_line_of(wire("ipv6-bug-abnf-3-colons")) == (200, "OK")
+    # In a Via too, and only one extra colon is forgiven.
+    assert parse_via("SIP/2.0/UDP [2001:db8:::192.0.2.1]:5070").host == "[2001:db8::c000:201]"
+    for bad in ("[2001:db8::::192.0.2.1]", "[2001:::db8:::1]", "[2001:db8::1:::2]"):
+        with pytest.raises(URIError):
+            parse_uri(f"sip:user@{bad}")
 
 
 def test_4_10_two_colons_are_correct():
