@@ -30,9 +30,15 @@ from collections.abc import Callable, Hashable, Iterable
 from ..sip.endpoint import Transmit
 from .journal import Journal
 
-__all__ = ["GroupCommit"]
+__all__ = ["GroupCommit", "RowsRefused"]
 
 log = logging.getLogger("sipresence.store")
+
+class RowsRefused(Exception):
+    """A batch held rows the store can never write (and left out); the rest of it is
+    written and the store goes on writing.  Its answers are withdrawn all the same,
+    since which of them the refused rows acknowledged is not known."""
+
 
 Submit = Callable[[Iterable[tuple[str, Hashable, object | None]]], int]
 Withdraw = Callable[[Transmit], Transmit]
@@ -123,7 +129,11 @@ class GroupCommit:
         self._flight = None
         released, self._held = self._held, []
         waiters, self._held_waiters = self._held_waiters, []
-        if error is None:
+        if isinstance(error, RowsRefused):
+            released = self._withdraw_all(released)
+            log.error("a batch held rows the store can never write (%s): its answers "
+                      "withdrawn", error)
+        elif error is None:
             if self.failing is not None:
                 log.warning("the store writes again")
                 self.failing = None
@@ -131,24 +141,25 @@ class GroupCommit:
             self._backoff = self._first_retry
         else:
             # What waited behind this batch cannot be made durable either.
-            released += self._next
+            released = self._withdraw_all(released + self._next)
             waiters += self._next_waiters
             self._next, self._next_waiters = [], []
-            withdrawn = [self._withdraw(t) for t in released]
-            count = sum(a is not b for a, b in zip(withdrawn, released, strict=True))
-            self.withdrawn += count
-            released = withdrawn
             if self.failing is not None:
                 self._backoff = min(self._max_retry, self._backoff * 2)
             self.failing = error
             self._retry_at = now + self._backoff
             self._on_state(self.retry_after)
-            log.error("the store cannot write (%s: %s): %d answers withdrawn, changes refused "
+            log.error("the store cannot write (%s: %s): answers withdrawn, changes refused "
                       "with 503 until it can; trying again in %.1f s", type(error).__name__,
-                      error, count, self._backoff)
+                      error, self._backoff)
         for waiter in waiters:
             waiter(error)
         return released
+
+    def _withdraw_all(self, transmits: list[Transmit]) -> list[Transmit]:
+        out = [self._withdraw(t) for t in transmits]
+        self.withdrawn += sum(a is not b for a, b in zip(out, transmits, strict=True))
+        return out
 
     def get_timer(self) -> float | None:
         """When the store is to be tried again (while it fails)."""

@@ -40,6 +40,7 @@ from ..presence.presentity import PRESENCE_CLOCK
 from ..presence.publications import Publication
 from ..presence.registrar import Binding
 from ..presence.subscriptions import Subscription, SubState
+from .commit import RowsRefused
 
 __all__ = ["SqliteStore", "Snapshot", "StoreError", "SCHEMA_VERSION"]
 
@@ -364,7 +365,10 @@ class SqliteStore:
             self._rollback()
             self.failures += 1
             self._drop_unwritable(latest)
-            return exc
+            if self._retry:
+                return exc  # and the database failed too meanwhile
+            self.batches_written += 1
+            return RowsRefused(_describe(exc))
         except Exception as exc:  # noqa: BLE001 - the database's: kept for the next try
             self._rollback()
             self._retry = latest

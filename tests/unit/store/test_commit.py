@@ -160,3 +160,18 @@ def test_while_the_store_fails_notifies_and_reads_still_go_out_and_back_off_grow
     heard = []
     commit.durable(heard.append)
     assert isinstance(heard[0], OSError)
+
+
+def test_a_batch_with_rows_the_store_refused_withdraws_its_answers_but_nothing_else():
+    """A row no retry could write (left out by the store) must not make one request
+    put everyone else's changes on 503."""
+    from sipresence.store.commit import RowsRefused
+
+    agent, endpoint, store, commit, states = stack()
+    endpoint.receive_datagram(register(), PEER, 0.0)
+    commit.gate(endpoint.transmissions(), 0.0)
+    [answer] = commit.committed(1, RowsRefused("OverflowError"), 0.01)
+    assert status(answer) == 500
+    assert commit.writable and states == [] and agent.refusing is None
+    endpoint.receive_datagram(register(2, "z9hG4bK-r2"), PEER, 0.1)
+    assert commit.gate(endpoint.transmissions(), 0.1) == []  # held: the store writes

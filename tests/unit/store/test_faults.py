@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from sipresence.presence.publications import Publication
+from sipresence.store.commit import RowsRefused
 from sipresence.store.sqlite import SCHEMA_VERSION, SqliteStore, StoreError
 
 
@@ -116,7 +117,7 @@ def test_a_row_that_can_never_be_written_is_left_out_loudly_and_blocks_nothing(
     with caplog.at_level(logging.ERROR, logger="sipresence.store"):
         store.submit([("publication", "bad", poison), ("publication", "e1", publication())])
         _, error = reports.next()
-    assert isinstance(error, OverflowError)
+    assert isinstance(error, RowsRefused) and "OverflowError" in str(error)
     assert "cannot store publication 'bad'" in caplog.text
     batch = store.submit([("publication", "e2", publication("e2"))])
     assert reports.next() == (batch, None)
