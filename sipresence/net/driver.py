@@ -75,6 +75,7 @@ class Driver:
         self._connecting: dict[tuple[str, str, int], list[defer.Deferred[Connection]]] = {}
         self._next_connection = 1
         self.commit: GroupCommit | None = None
+        self._stopped = False
 
     def hold_for(self, commit: GroupCommit) -> None:
         """Send nothing before the changes made ahead of it are committed (group
@@ -83,8 +84,10 @@ class Driver:
         self._timed = (*self._timed, commit)
 
     def committed(self, batch: int, error: BaseException | None) -> None:
-        """The store reports a batch (on the reactor thread): send what it held."""
-        assert self.commit is not None
+        """The store reports a batch (on the reactor thread): send what it held.
+        Reports that come in while stopping, after the listeners closed, are moot."""
+        if self.commit is None or self._stopped:
+            return
         for transmit in self.commit.committed(batch, error, self.now()):
             self._send(transmit)
         self.flush()
@@ -286,6 +289,7 @@ class Driver:
         self._tick_call = self.reactor.callLater(interval, self._tick, now + interval)
 
     def stop(self) -> None:
+        self._stopped = True
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None

@@ -61,3 +61,40 @@ def test_a_datagram_with_no_socket_to_leave_from_fails_its_transaction():
                           lambda response, now: failed.append(response.status))
     driver.flush()  # no UDP listener: the send fails at once and reports 503
     assert failed == [503]
+
+
+class Listener:
+    """A UDP socket that records what it sends."""
+
+    family = __import__("socket").AF_INET
+    local = ("127.0.0.1", 5060)
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes, host: str, port: int) -> bool:
+        self.sent.append(data)
+        return True
+
+
+def test_the_driver_sends_an_answer_only_once_its_change_is_committed():
+    from sipresence.sip.endpoint import Peer
+    from sipresence.store.commit import GroupCommit
+    from tests.unit.store.test_commit import register
+
+    clock, endpoint, driver = make()
+    agent = endpoint.app
+    listener = Listener()
+    driver.udp.append(listener)
+    batches = []
+    commit = GroupCommit(agent.journal, lambda ops: batches.append(list(ops)) or len(batches),
+                         lambda t: t)
+    driver.hold_for(commit)
+    durable = []
+    driver.datagram(register(), Peer("UDP", "127.0.0.1", 5070, None, listener.local))
+    driver.durable().addCallback(durable.append)
+    assert len(batches) == 1 and listener.sent == [] and durable == []
+    driver.committed(1, None)
+    assert listener.sent[0].startswith(b"SIP/2.0 200") and durable == [None]
+    driver.stop()
+    driver.committed(2, None)  # a report while stopping is moot
