@@ -11,9 +11,6 @@ stream on the connection it came on.  Responses and ACKs get nothing.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
 from sipresence.presence.agent import Agent
@@ -21,35 +18,18 @@ from sipresence.sip.endpoint import Endpoint, Peer, Transmit
 from sipresence.sip.headers import HeaderError, Via
 from sipresence.sip.message import Message, Request, Response
 from sipresence.sip.parser import ParseError, StreamFramer, parse_datagram
-from tests.support.sipcheck import load_corpus
+from tests.support.torture import MESSAGES, RESPONSES, rename_via
 
-HERE = Path(__file__).parent
 SOURCE = ("127.0.0.1", 40123)  # a port no message names in its Via
 UDP = Peer("UDP", *SOURCE, None, ("127.0.0.1", 5060))
 TCP = Peer("TCP", *SOURCE, 7, ("127.0.0.1", 5060))
 UNRESOLVABLE = b"client.invalid"
 
-# The top Via's sent-by host, wherever line folding and white space put it (wsinv).
-_TOP_VIA_HOST = re.compile(
-    rb"(?im)^((?:via|v)[ \t]*:\s*SIP\s*/\s*[0-9.]+\s*/\s*[A-Za-z]+\s+)(\[[^\]\r\n]*\]|[^\s:;,]+)")
-
-
-def _rfc5118_wire(data: bytes) -> bytes:
-    """The archive's bare-LF message as a SIP element receives it (see test_rfc5118)."""
-    data = data.replace(b"\n", b"\r\n")
-    return data if b"\r\n\r\n" in data else data + b"\r\n"
-
-
-MESSAGES = {
-    **load_corpus(HERE / "rfc4475"),
-    **{name: _rfc5118_wire(data) for name, data in load_corpus(HERE / "rfc5118").items()},
-}
 # Messages whose point is the address in their top Via: it is kept, so the test also
 # shows that an IPv6 or IPv4-mapped sent-by, or a received the client wrote itself,
 # is never where the answer goes.
 KEEP_VIA = {"ipv6-good", "ipv4-mapped-ipv6", "mult-ip-in-header",
             "via-received-param-with-delim", "via-received-param-no-delim"}
-RESPONSES = {"bcast", "bigcode", "noreason", "scalarlg", "unreason"}
 # No usable top Via: badinv01's is malformed, test.dat has none.  Both are answered at
 # the source port (test.dat's 400 is smaller than the request, so it may go out).
 NO_VIA = {"badinv01", "test"}
@@ -62,9 +42,7 @@ STREAM_WAITS = {"clerr", "ipv6-in-sdp", "baddn"}
 def renamed(name: str) -> bytes:
     """The message with its top Via's host replaced by an unresolvable name."""
     data = MESSAGES[name]
-    if name in KEEP_VIA:
-        return data
-    return _TOP_VIA_HOST.sub(lambda m: m.group(1) + UNRESOLVABLE, data, count=1)
+    return data if name in KEEP_VIA else rename_via(data, UNRESOLVABLE)
 
 
 def head_of(data: bytes) -> Message | None:
