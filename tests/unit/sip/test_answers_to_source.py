@@ -188,3 +188,35 @@ def test_a_received_the_client_wrote_is_replaced_and_never_followed():
     assert (to.host, to.port) == ("127.0.0.1", 5062)
     assert response.top_via.received == "127.0.0.1"
     assert "192.0.2.66" not in response.headers.get("via")
+
+
+class Failing:
+    """A transaction user that fails: every answer then comes from the endpoint."""
+
+    allowed_methods = ("SUBSCRIBE", "PUBLISH")
+    supported: tuple[str, ...] = ()
+
+    def handle_request(self, request: Request, peer: Peer, now: float) -> Response | None:
+        raise RuntimeError("bug")
+
+
+def test_the_endpoints_own_answers_are_stamped_and_go_to_the_source():
+    """500 (the application failed), 482 (merged request) and 503 (shed under overload)
+    are built by the endpoint, not the parser or the agent: stamped all the same."""
+    def subscribe(branch: str, call_id: str = "own-1") -> bytes:
+        return (f"SUBSCRIBE sip:alice@example.com SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP client.invalid:5062;branch={branch};rport\r\n"
+                "Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=1\r\n"
+                f"To: <sip:alice@example.com>\r\nCall-ID: {call_id}\r\nCSeq: 1 SUBSCRIBE\r\n"
+                "Event: presence\r\nContent-Length: 0\r\n\r\n").encode()
+
+    ep = Endpoint(Failing())
+    ep.receive_datagram(subscribe("z9hG4bK-a"), UDP, 0.0)
+    ep.receive_datagram(subscribe("z9hG4bK-b"), UDP, 0.0)  # same request, another branch
+    ep.admit = 0.0
+    ep.receive_datagram(subscribe("z9hG4bK-c", "own-2"), UDP, 0.0)
+    out = responses(ep.transmissions())
+    assert [response.status for response, _ in out] == [500, 482, 503]
+    for response, to in out:
+        assert (to.host, to.port) == SOURCE
+        assert (response.top_via.received, response.top_via.rport) == SOURCE
