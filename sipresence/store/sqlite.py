@@ -30,7 +30,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,6 +196,9 @@ class SqliteStore:
             raise StoreError(f"cannot open {path}: {self._why(exc)}") from exc
         try:
             self._open()
+            # Older SQLite builds allow 999 bound parameters per statement.
+            self._max_variables = min(32766, self._db.getlimit(
+                sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
         except (sqlite3.Error, StoreError) as exc:
             self._db.close()
             if isinstance(exc, StoreError):
@@ -379,26 +382,42 @@ class SqliteStore:
         return None
 
     def _commit(self, latest: dict[tuple[str, Hashable], Row | None]) -> None:
-        """One transaction; rows grouped so that sqlite3 loops in C (executemany)
-        instead of a Python call per row."""
+        """One transaction in as few statements as the rows allow.
+
+        sqlite3 lets go of the GIL for every statement step and must win it back
+        from the reactor thread after each, which costs up to the interpreter's
+        switch interval when the reactor is busy: one multi-row statement per table
+        and kind of change, instead of one step per row (executemany), is what keeps
+        a commit short under load.
+        """
         puts: dict[str, list[Row]] = {}
-        deletes: dict[str, list[tuple[Hashable]]] = {}
+        deletes: dict[str, list[Hashable]] = {}
         for (kind, key), row in latest.items():
             if row is None:
-                deletes.setdefault(kind, []).append((key,))
+                deletes.setdefault(kind, []).append(key)
             else:
                 puts.setdefault(kind, []).append(row)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         for kind, keys in deletes.items():
             table, primary, _ = _TABLES[kind]
-            db.executemany(f"DELETE FROM {table} WHERE {primary} = ?", keys)
+            for chunk in self._chunks(keys, 1):
+                db.execute(f"DELETE FROM {table} WHERE {primary} IN "
+                           f"({', '.join('?' * len(chunk))})", chunk)
         for kind, rows in puts.items():
             table, _, columns = _TABLES[kind]
-            marks = ", ".join("?" * len(columns))
-            db.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
-                           f"VALUES ({marks})", rows)
+            marks = f"({', '.join('?' * len(columns))})"
+            for chunk in self._chunks(rows, len(columns)):
+                db.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES "
+                           + ", ".join([marks] * len(chunk)),
+                           [value for row in chunk for value in row])
         db.execute("COMMIT")
+
+    def _chunks(self, items: list[Any], width: int) -> Iterator[list[Any]]:
+        """*items* in runs that keep a statement within SQLite's bound parameters."""
+        size = max(1, self._max_variables // width)
+        for start in range(0, len(items), size):
+            yield items[start:start + size]
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
