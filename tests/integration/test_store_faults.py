@@ -9,6 +9,8 @@ at start stops it with one line and exit status 1.
 
 from __future__ import annotations
 
+import http.client
+import json
 import sqlite3
 import subprocess
 import sys
@@ -58,7 +60,7 @@ def final(client: UdpClient, timeout: float = 10.0):
 
 def test_a_locked_database_gets_500_then_503_and_the_agent_writes_again_by_itself(tmp_path):
     db = tmp_path / "state.sqlite3"
-    agent = start_server(tmp_path, listen=("udp:127.0.0.1:0",), http=None, db=str(db))
+    agent = start_server(tmp_path, listen=("udp:127.0.0.1:0",), db=str(db))
     publisher = UdpClient(agent.udp)
     watcher = UdpClient(agent.udp)
     try:
@@ -84,6 +86,14 @@ def test_a_locked_database_gets_500_then_503_and_the_agent_writes_again_by_itsel
             refused = publish(publisher, "open")
             assert refused.status == 503 and refused.headers.get("retry-after")
             assert publisher.ask("OPTIONS").status == 200  # reads go on
+            api = http.client.HTTPConnection(*agent.http, timeout=10)
+            api.request("PUT", "/v1/presentities/alice%40127.0.0.1", body=b'{"basic": "open"}',
+                        headers={"Content-Type": "application/json"})
+            refused_put = api.getresponse()
+            assert refused_put.status == 503 and refused_put.getheader("retry-after")
+            assert "cannot write" in json.loads(refused_put.read())["error"]
+            api.request("GET", "/v1/presentities/alice%40127.0.0.1")
+            assert json.loads(api.getresponse().read())["basic"] == "closed"
             # The watcher still hears of the change made before the failure (its
             # NOTIFY is not held while the store fails).
             notify = None
