@@ -49,7 +49,10 @@ class ParseError(ValueError):
     ``status`` is the response to send (400, 505, 413...), ``reason`` its reason
     phrase, ``message`` the request or response as far as it could be read (None
     when not even the header section could be), and ``fatal`` tells a stream
-    transport that it lost the framing and must close the connection.
+    transport that it lost the framing and must close the connection.  ``framed``
+    holds what :meth:`StreamFramer.feed` had framed before a fatal error in the same
+    call: those messages came whole and are still to be handled, whatever the TCP
+    segments were.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class ParseError(ValueError):
         self.status = status
         self.message = message
         self.fatal = fatal
+        self.framed: list[Message | ParseError | _KeepAlive] = []
 
 
 class _KeepAlive:
@@ -282,8 +286,9 @@ class StreamFramer:
 
     :meth:`feed` returns messages, :data:`KEEPALIVE` markers and non-fatal
     :class:`ParseError` items (a well-framed but malformed message, to be answered).
-    A fatal :class:`ParseError` (lost framing, oversize) is raised; the connection
-    must then be closed.  A missing Content-Length on a stream counts as 0.
+    A fatal :class:`ParseError` (lost framing, oversize) is raised, with the items
+    framed before it in :attr:`ParseError.framed`; the connection must then be closed.
+    A missing Content-Length on a stream counts as 0.
     """
 
     def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
@@ -297,6 +302,14 @@ class StreamFramer:
         buf = self._buffer
         buf += data
         out: list[Message | ParseError | _KeepAlive] = []
+        try:
+            self._frame(buf, out)
+        except ParseError as exc:
+            exc.framed = out
+            raise
+        return out
+
+    def _frame(self, buf: bytearray, out: list[Message | ParseError | _KeepAlive]) -> None:
         while buf:
             # CRLFs before a start line are ignored (RFC 3261 7.5); two are a ping.
             if buf[:1] in (b"\r", b"\n"):
@@ -337,8 +350,6 @@ class StreamFramer:
             message.body = bytes(buf[body_start : body_start + length])
             del buf[: body_start + length]
             out.append(error if error is not None else message)
-        return out
-
 
 def validate(message: Message) -> None:
     """Check the mandatory header fields of RFC 3261 8.1.1 / 8.2 and their scalars.
