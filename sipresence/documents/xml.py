@@ -271,8 +271,12 @@ _NOT_NCNAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def digest(value: str, size: int = 6) -> str:
-    """A short hex digest of *value*, the same in every process (ids must not move)."""
-    return hashlib.blake2s(value.encode(), digest_size=16).hexdigest()[:size]
+    """A short hex digest of *value*, the same in every process (ids must not move).
+
+    SIP header text (a registered contact) may carry non-UTF-8 bytes as surrogate
+    escapes: they are digested as the bytes they stand for."""
+    return hashlib.blake2s(value.encode("utf-8", "surrogateescape"),
+                           digest_size=16).hexdigest()[:size]
 
 
 def xml_id(value: str | None, prefix: str) -> str:

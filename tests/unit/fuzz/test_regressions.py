@@ -16,8 +16,47 @@ from sipresence.net.driver import Driver
 from sipresence.net.tcp import SipStreamProtocol
 from sipresence.presence.agent import Agent
 from sipresence.sip.endpoint import Endpoint
-from sipresence.sip.message import Request
+from sipresence.sip.message import Request, Response
 from sipresence.sip.parser import ParseError, StreamFramer
+from tests.support.fuzzstack import Stack, deterministic_ids
+
+SUBSCRIBE = (b"SUBSCRIBE sip:alice@example.com SIP/2.0\r\n"
+             b"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKf16;rport\r\n"
+             b"Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=w-presence\r\n"
+             b"To: <sip:alice@example.com>\r\nCall-ID: subscribe-presence-pidf+xml@127.0.0.1\r\n"
+             b"CSeq: 1 SUBSCRIBE\r\nEvent: presence\r\nExpires: 600\r\n"
+             b"Accept: application/pidf+xml\r\nContact: <sip:bob@127.0.0.1:5070>\r\n"
+             b"Content-Length: 0\r\n\r\n")
+
+
+def register(contact: bytes) -> bytes:
+    return (b"REGISTER sip:example.com SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKf2;rport\r\n"
+            b"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=reg1\r\n"
+            b"To: <sip:alice@example.com>\r\nCall-ID: register-1@127.0.0.1\r\n"
+            b"CSeq: 1 REGISTER\r\nContact: " + contact + b"\r\nExpires: 3600\r\n"
+            b"Content-Length: 0\r\n\r\n")
+
+
+def statuses(sent: list[object]) -> list[int | str]:
+    return [m.status if isinstance(m, Response) else m.method  # type: ignore[attr-defined]
+            for m in sent]
+
+
+def test_a_contact_with_a_non_utf8_byte_is_composed_into_the_watchers_pidf():
+    # Found by the atheris endpoint target: the binding's key (its +sip.instance, with
+    # the bytes 0xff as surrogate escapes) went into xml.digest(), whose plain
+    # str.encode() raised UnicodeEncodeError out of the endpoint at the NOTIFY.
+    with deterministic_ids():
+        stack = Stack()
+        assert statuses(stack.datagram(register(
+            b'<sip:alice@127.0.0.1:5070>;+sip.instance="<urn:uuid:0000000\xff\xff0-0000>"'
+            b";reg-id=1"))) == [200]
+        sent = stack.datagram(SUBSCRIBE)
+    assert statuses(sent) == [200, "NOTIFY"]
+    notify = sent[1]
+    assert isinstance(notify, Request) and b"<tuple" in notify.body
+
 
 # A request, then in the same TCP segment a message whose two Content-Length values
 # lose the framing (found by the atheris stream target: the framing of the first
