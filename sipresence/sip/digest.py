@@ -29,8 +29,19 @@ from .headers import HeaderError, quote, split_commas
 __all__ = ["ALGORITHMS", "Credentials", "parse_credentials", "response_for", "Authenticator"]
 
 
+def _bytes(text: str) -> bytes:
+    """Header text as the bytes that were sent: non-UTF-8 ones arrive as surrogate
+    escapes (the parser decodes with ``surrogateescape``), which plain UTF-8 refuses."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def _hasher(name: str) -> Callable[[str], str]:
-    return lambda text: hashlib.new(name, text.encode("utf-8")).hexdigest()
+    return lambda text: hashlib.new(name, _bytes(text)).hexdigest()
+
+
+def _same(a: str, b: str) -> bool:
+    """Constant-time equality; ``compare_digest`` takes str only when it is ASCII."""
+    return hmac.compare_digest(_bytes(a), _bytes(b))
 
 
 # RFC 8760 names; the order is the order of the challenges.
@@ -138,7 +149,7 @@ class Authenticator:
         if ha1 is None:
             return "bad"
         expected = response_for(algorithm, ha1, method, c)
-        if expected is None or not hmac.compare_digest(expected, c.response):
+        if expected is None or not _same(expected, c.response):
             return "bad"
         age = self._nonce_age(c.nonce, now)
         if age is None:
@@ -152,7 +163,7 @@ class Authenticator:
     def _nonce_age(self, nonce: str, now: float) -> float | None:
         """How old a nonce of ours is; None if it is not one of ours."""
         stamp, _, mac = nonce.partition(".")
-        if not hmac.compare_digest(mac, self._mac(stamp)):
+        if not _same(mac, self._mac(stamp)):
             return None
         try:
             return now - int(stamp, 16)
@@ -160,4 +171,4 @@ class Authenticator:
             return None
 
     def _mac(self, stamp: str) -> str:
-        return hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(self._secret, _bytes(stamp), hashlib.sha256).hexdigest()[:32]

@@ -14,7 +14,8 @@ from twisted.internet.testing import StringTransport
 
 from sipresence.net.driver import Driver
 from sipresence.net.tcp import SipStreamProtocol
-from sipresence.presence.agent import Agent
+from sipresence.presence.agent import Agent, AgentConfig
+from sipresence.sip.digest import Authenticator, Credentials, response_for
 from sipresence.sip.endpoint import Endpoint
 from sipresence.sip.message import Request, Response
 from sipresence.sip.parser import ParseError, StreamFramer
@@ -29,13 +30,13 @@ SUBSCRIBE = (b"SUBSCRIBE sip:alice@example.com SIP/2.0\r\n"
              b"Content-Length: 0\r\n\r\n")
 
 
-def register(contact: bytes) -> bytes:
+def register(contact: bytes, authorization: bytes = b"") -> bytes:
     return (b"REGISTER sip:example.com SIP/2.0\r\n"
             b"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKf2;rport\r\n"
             b"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=reg1\r\n"
             b"To: <sip:alice@example.com>\r\nCall-ID: register-1@127.0.0.1\r\n"
             b"CSeq: 1 REGISTER\r\nContact: " + contact + b"\r\nExpires: 3600\r\n"
-            b"Content-Length: 0\r\n\r\n")
+            + authorization + b"Content-Length: 0\r\n\r\n")
 
 
 def statuses(sent: list[object]) -> list[int | str]:
@@ -56,6 +57,41 @@ def test_a_contact_with_a_non_utf8_byte_is_composed_into_the_watchers_pidf():
     assert statuses(sent) == [200, "NOTIFY"]
     notify = sent[1]
     assert isinstance(notify, Request) and b"<tuple" in notify.body
+
+
+@pytest.mark.parametrize("credentials", [
+    # A lone surrogate (non-UTF-8 byte) in the nonce: str.encode() in the nonce's MAC.
+    b'Digest username="alice", realm="sipresence", nonce="\xff.x", uri="sip:a", '
+    b'response="x"',
+    # ... in the digest-uri: str.encode() in the hash of A2.
+    b'Digest username="alice", realm="sipresence", nonce="1.x", uri="sip:\xff", '
+    b'response="x"',
+    # Non-ASCII in the response: hmac.compare_digest() refuses non-ASCII str.
+    b'Digest username="alice", realm="sipresence", nonce="1.x", uri="sip:a", '
+    b'response="\xc3\xa9"',
+])
+def test_credentials_with_non_ascii_bytes_get_a_challenge_not_a_500(credentials):
+    # Each made Authenticator.check raise inside the agent: the endpoint answered 500
+    # and logged "application failed on REGISTER".
+    with deterministic_ids():
+        stack = Stack(config=AgentConfig(realm="sipresence", users={"alice": "secret"}))
+        sent = stack.datagram(register(b"<sip:alice@127.0.0.1:5070>",
+                                       b"Authorization: " + credentials + b"\r\n"))
+    assert statuses(sent) == [401]
+
+
+def test_credentials_are_checked_over_the_bytes_sent():
+    # The request-digest of a client whose digest-uri has a non-UTF-8 byte is computed
+    # over that byte: the agent hashes the same bytes, so the user is recognised.
+    authenticator = Authenticator("sipresence", {"alice": "secret"})
+    nonce = authenticator.challenge(0.0)[0][1].split('nonce="')[1].split('"')[0]
+    ha1 = authenticator._ha1[("alice", "MD5")]
+    uri = b"sip:\xff@example.com".decode("utf-8", "surrogateescape")
+    response = response_for("MD5", ha1, "REGISTER", Credentials("alice", "sipresence", nonce,
+                                                                uri, ""))
+    value = (f'Digest username="alice", realm="sipresence", nonce="{nonce}", uri="{uri}", '
+             f'response="{response}"')
+    assert authenticator.check("REGISTER", [value], 1.0) == "alice"
 
 
 # A request, then in the same TCP segment a message whose two Content-Length values
