@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import urllib.request
 from pathlib import Path
 
 from tests.support.server import Server, start_server
@@ -39,19 +40,33 @@ SUBSCRIBE_RATES = (500, 1000, 2000, 3000)     # SUBSCRIBE+NOTIFY exchanges per s
 def sweep(server: Server, work: Path, scenario: str, rates: tuple[int, ...], per_call: int,
           unit: str) -> None:
     """Each SIPp call makes *per_call* of the counted exchanges."""
-    print(f"{scenario}: {per_call} {unit} per SIPp call")
+    print(f"{scenario}: {per_call} {unit} per SIPp call; every 2xx waits for its commit "
+          "(rows/commit: the group commit's batches)")
     print(f"{'offered/s':>10} {'achieved/s':>11} {'failed':>7} {'retrans':>8} "
-          f"{'p50 ms':>7} {'p99 ms':>7}")
+          f"{'p50 ms':>7} {'p99 ms':>7} {'rows/commit':>12}")
     for rate in rates:
         time.sleep(SETTLE)  # let the agent drain what the previous rate left behind
         calls = max(1, rate // per_call)
+        before = store_counts(server)
         result = run_sipp(scenario, server.udp, work, calls=calls * SECONDS, rate=calls,
                           timeout=60, trace_rtt=True, extra=("-aa",))
+        batches, rows = (b - a for a, b in zip(before, store_counts(server), strict=True))
         achieved = result.successful * per_call / result.seconds
         print(f"{rate:>10} {achieved:>11.0f} {result.failed:>7} "
               f"{result.stats.get('Retransmissions(C)', '?'):>8} "
               f"{percentile(result.rtts_ms, 0.50):>7.0f} "
-              f"{percentile(result.rtts_ms, 0.99):>7.0f}")
+              f"{percentile(result.rtts_ms, 0.99):>7.0f} {rows / max(1, batches):>12.1f}")
+
+
+def store_counts(server: Server) -> tuple[float, float]:
+    """Commits and rows written so far, from the agent's /metrics."""
+    host, port = server.http
+    text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10).read().decode()
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                  if line.startswith(("sipresence_store_batches_written_total",
+                                      "sipresence_store_rows_written_total")))
+    return (float(values["sipresence_store_batches_written_total"]),
+            float(values["sipresence_store_rows_written_total"]))
 
 
 def overload(server: Server, work: Path) -> None:
@@ -195,7 +210,7 @@ def main() -> None:
             print("sipp is not installed (Debian package sip-tester): no rate sweeps")
         else:
             server = start_server(work, "--log-level", "warn", listen=("udp:127.0.0.1:0",),
-                                  http=None, db=str(work / "bench.sqlite3"))
+                                  db=str(work / "bench.sqlite3"))
             try:
                 fanout(server)
                 sweep(server, work, "publish.xml", PUBLISH_RATES, 2, "PUBLISH")
@@ -208,7 +223,7 @@ def main() -> None:
             config = work / "nogc.toml"
             config.write_text("[runtime]\ngc_tuning = false\n")
             server = start_server(work, "--log-level", "warn", "--config", str(config),
-                                  listen=("udp:127.0.0.1:0",), http=None,
+                                  listen=("udp:127.0.0.1:0",),
                                   db=str(work / "nogc.sqlite3"))
             try:
                 print("without gc tuning:")
