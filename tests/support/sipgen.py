@@ -6,7 +6,8 @@ so far, so a refresh carries a live entity tag) and the mutations to apply to it
 
 * on header fields: added (from a pool of the fields the agent reads, with hostile
   values), duplicated, dropped, truncated, mis-cased, written in compact form, folded
-  onto a continuation line, or given a hostile value;
+  onto a continuation line, given a hostile value, or a well-formed one that means
+  something else (another user or domain, an expiry at the bounds, a stray tag);
 * Content-Length lies: too small, too large, negative, not a number, twice, absent;
 * bodies: seed documents truncated or with a value replaced, nested deeper than the
   parser allows, not well formed, with entities, in other encodings, with NUL bytes;
@@ -58,6 +59,27 @@ HEADER_VALUES = (
     'uri="sip:\udcc3", response="\u00e9"', "Digest username=\"\\", "terminated;reason=",
     "100rel", "a" * 300,
 )
+#: Values that keep a field well formed but change what it means: another user or
+#: domain, a tag that matches nothing, odd but valid numbers and parameters.
+MEANINGFUL = {
+    "To": ("<sip:alice@elsewhere.example>", "<sip:bob@example.com>", "<sip:alice@EXAMPLE.COM>",
+           "<pres:alice@example.com>", "<sip:alice@example.com>;tag=nope", "<tel:+15550100>",
+           '"Al\u00efce" <sip:alice@example.com>'),
+    "From": ("<sip:alice@example.com>;tag=x", "<sip:mallory@elsewhere.example>;tag=m",
+             "<sip:bob@example.com>", '"B\u00f6b" <sip:bob@example.com>;tag=b;x=y'),
+    "Contact": ("*", "<sip:bob@[::1]:5070>", "<sips:bob@127.0.0.1:5071;transport=tls>",
+                "<sip:bob@127.0.0.1:5070>;expires=0", "<sip:bob@127.0.0.1:5070>;q=0.0",
+                "<sip:bob@127.0.0.1>, <sip:bob@127.0.0.2>", "<urn:uuid:1>",
+                "<sip:bob@host.invalid>"),
+    "Expires": ("0", "1", "59", "60", "86401", "4294967295", " 600 "),
+    "Event": ("presence;id=1", "dialog;sla", "presence.winfo", "message-summary", "Presence"),
+    "Accept": ("*/*", "application/*", "application/pidf+xml;q=0", "application/xpidf+xml, "
+               "application/pidf+xml;q=0.5", "text/html"),
+    "CSeq": ("0 {method}", "2147483647 {method}", "4294967295 {method}", "1 {method}"),
+    "Request-URI": ("sip:alice@elsewhere.example", "sip:bob@example.com", "sips:alice@example.com",
+                    "pres:alice@example.com", "tel:+15550100", "sip:example.com",
+                    "sip:alice@example.com;maddr=127.0.0.1"),
+}
 #: Bits of bytes that parsers trip on.
 JUNK = (b"\x00", b"\xff", b"\xc3", b"\xc0\x80", b"\xed\xa0\x80", b"\r", b"\n", b"\r\n",
         b"\r\n\r\n", b" ", b"\t", b":", b";", b",", b"<", b'"', b"%", b"%00", b"\r\n ",
@@ -117,6 +139,28 @@ class SetValue:
 
 
 @dataclass(frozen=True)
+class SetField:
+    """Give the field *name* (the first one, or a new one) a well-formed value that
+    means something else; ``Request-URI`` replaces the Request-URI."""
+
+    name: str
+    value: str
+
+    def apply(self, draft: Draft) -> None:
+        method = draft.start.partition(" ")[0]
+        value = self.value.replace("{method}", method)
+        if self.name == "Request-URI":
+            if not draft.start.startswith("SIP/"):
+                draft.start = f"{method} {value} SIP/2.0"
+            return
+        for field_ in draft.headers:
+            if field_[0].lower() == self.name.lower():
+                field_[1] = value
+                return
+        draft.headers.append([self.name, value])
+
+
+@dataclass(frozen=True)
 class ContentLength:
     """A Content-Length that lies: ``delta`` off, or one of the odd spellings."""
 
@@ -169,7 +213,7 @@ class Append:
         return data + SEEDS[self.seed](ctx).to_bytes()
 
 
-DraftOp = FieldOp | AddField | SetValue | ContentLength | Body
+DraftOp = FieldOp | AddField | SetValue | SetField | ContentLength | Body
 
 
 @dataclass(frozen=True)
@@ -295,11 +339,15 @@ bodies = st.one_of(
 # -- steps and sessions -------------------------------------------------------------
 
 _positions = st.integers(0, 2**20)
+set_field = st.sampled_from(sorted(MEANINGFUL)).flatmap(
+    lambda name: st.sampled_from(MEANINGFUL[name]).map(lambda value: SetField(name, value)))
 draft_ops = st.one_of(
     st.builds(FieldOp, st.sampled_from(["dup", "drop", "truncate", "case", "compact", "fold"]),
               _positions, _positions),
     st.builds(AddField, _positions, st.sampled_from(HEADER_NAMES), st.sampled_from(HEADER_VALUES)),
     st.builds(SetValue, _positions, st.sampled_from(HEADER_VALUES)),
+    set_field,
+    set_field,
     st.builds(ContentLength, st.sampled_from(["off", "absent", "twice", "negative", "junk",
                                               "padded", "huge"]), st.integers(-40, 40)),
     st.builds(Body, bodies),
@@ -326,8 +374,12 @@ body_step = st.builds(
 byte_in_value = st.builds(lambda seed, at, name, junk: Step(seed, (AddField(
     at, name, "x" + junk.decode("utf-8", "surrogateescape") + "x"),)), seed_names, _positions,
     st.sampled_from(HEADER_NAMES), st.sampled_from([b"\xff", b"\xc3", b"\x00", b"\xed\xa0\x80"]))
+# Only well-formed fields that mean something else: requests the agent takes in, where
+# a state change behind an error answer hides (the parser answers the others).
+meaningful_step = st.builds(Step, seed_names, st.lists(set_field, min_size=1, max_size=2).map(
+    tuple))
 steps = st.one_of(clean_step, mutated_step, mutated_step, body_step, byte_in_value,
-                  st.sampled_from([1.0, 33.0, 700.0, 4000.0]).map(Wait))
+                  meaningful_step, st.sampled_from([1.0, 33.0, 700.0, 4000.0]).map(Wait))
 #: Beginnings that give the mutated steps state to work on.
 SCENARIOS = (
     (), ("publish-pidf", "subscribe-presence", "notify-200"),
