@@ -8,7 +8,7 @@ SYSTEM_TOOLS := sipp:sip-tester
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test bench lint system-deps bench-deps clean
+.PHONY: serve test bench soak lint system-deps bench-deps clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -49,6 +49,10 @@ bench-deps:
 
 bench: system-deps bench-deps $(VENV)/.installed-test
 	$(BIN)/python -m bench
+
+# Ten minutes of mixed traffic with a restart halfway: leaks and lost state (bench/soak.py).
+soak: $(VENV)/.installed-test
+	$(BIN)/python -m bench soak $(ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check sipresence tests bench

@@ -1,20 +1,27 @@
-"""Run every benchmark and print its figures: ``python -m bench [name ...]``."""
+"""Run every benchmark and print its figures: ``python -m bench [name ...]``.
+
+``soak`` runs only when named (``python -m bench soak [--minutes N] [--rate R]``):
+it takes ten minutes and more.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from . import kamailio, options, parser, presence
+from . import kamailio, options, parser, presence, soak
 
 BENCHMARKS = {"parser": parser.main, "options": options.main, "presence": presence.main,
               "kamailio": kamailio.main}
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["soak"]:
+        return soak.main(argv[1:])
     names = argv or list(BENCHMARKS)
     for name in names:
         if name not in BENCHMARKS:
-            print(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+            print(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)} "
+                  "(or soak, on its own)")
             return 2
     for name in names:
         print(f"== {name}")
