@@ -113,6 +113,11 @@ def run(config: Config) -> int:
     def start() -> None:
         try:
             services.startService()
+        except StoreError as exc:  # the database opened, but cannot be read back
+            log.error("cannot start: {error}", error=exc)
+            status["code"] = 1
+            reactor.stop()
+            return
         except (CannotListenError, OSError) as exc:
             log.error("cannot listen: {error}", error=exc)
             status["code"] = 2

@@ -214,6 +214,7 @@ class SqliteStore:
         self.rows_written = 0
         self.failures = 0
         self.rows_dropped = 0
+        self._loaded = False  # only a store that was loaded marks its clean shutdown
 
     def _open(self) -> None:
         db = self._db
@@ -257,6 +258,9 @@ class SqliteStore:
             return self._load()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {self.path}: {self._why(exc)}") from exc
+        except (ValueError, TypeError, KeyError) as exc:  # a row no sipresence wrote
+            raise StoreError(f"cannot read {self.path}: a row does not hold what this "
+                             f"sipresence writes ({_describe(exc)})") from exc
 
     def _load(self) -> Snapshot:
         clean = self._meta("clean_shutdown") != "0"
@@ -280,6 +284,7 @@ class SqliteStore:
             f"SELECT {', '.join(_RULE_COLUMNS)} FROM rules")]
         clock = int(self._meta(PRESENCE_CLOCK) or 0)
         self._set_meta("clean_shutdown", "0")
+        self._loaded = True
         return Snapshot(publications, subscriptions, clean, bindings, rules, clock)
 
     def start(self, done: Done | None = None) -> None:
@@ -326,7 +331,7 @@ class SqliteStore:
                 if error is not None:
                     log.error("%d changes could not be written before stopping: %s",
                               len(self._retry), _describe(error))
-            if clean:
+            if clean and self._loaded:
                 self._set_meta("clean_shutdown", "1")
         except sqlite3.Error as exc:
             log.error("could not mark a clean shutdown: %s", _describe(exc))

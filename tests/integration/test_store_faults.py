@@ -131,6 +131,7 @@ sys.stdin.read()
 
 @pytest.mark.parametrize("damage, expected", [
     ("garbage", "file is not a database"),
+    ("truncated", "malformed"),
     ("newer schema", "written by a newer sipresence"),
     ("locked", "another process holds it"),
 ])
@@ -141,9 +142,18 @@ def test_a_database_it_cannot_use_stops_the_start_with_one_line_and_status_1(
     if damage == "garbage":
         db.write_bytes(b"\x00garbage\xff" * 500)
     else:
-        good = start_server(tmp_path, listen=("udp:127.0.0.1:0",), http=None, db=str(db))
+        good = start_server(tmp_path, listen=("udp:127.0.0.1:0",), db=str(db))
+        put = http.client.HTTPConnection(*good.http, timeout=10)
+        for n in range(60):  # pages enough that a third of the file cuts through data
+            put.request("PUT", f"/v1/presentities/u{n}%40127.0.0.1", headers={
+                "Content-Type": "application/json"},
+                body=json.dumps({"basic": "open", "note": "x" * 900}).encode())
+            assert put.getresponse().read()
         assert good.stop() == 0
-        if damage == "newer schema":
+        if damage == "truncated":
+            data = db.read_bytes()
+            db.write_bytes(data[:len(data) // 3])
+        elif damage == "newer schema":
             connection = sqlite3.connect(db)
             connection.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
             connection.commit()

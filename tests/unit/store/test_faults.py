@@ -186,3 +186,18 @@ def test_a_database_it_cannot_use_is_refused_at_start_with_one_clear_reason(
         SqliteStore(str(path)).load()
     assert expected in str(caught.value) and str(path) in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_row_no_sipresence_wrote_is_refused_at_start_with_one_clear_reason(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    make_database(path)
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO subscriptions VALUES ('x', 'presence', 'r', NULL, 'w', NULL, 'c',"
+               " 'l', 'r', 'u', 'u', 't', 'not json', 1, 1, 'UDP', 'h', 1, NULL, NULL, 'ct',"
+               " 'active', 1.0, 1.0, 1)")
+    db.commit()
+    db.close()
+    store = SqliteStore(str(path))
+    with pytest.raises(StoreError, match="a row does not hold what this sipresence writes"):
+        store.load()
+    store.close()
