@@ -19,8 +19,11 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e .
 	@touch $@
 
+# atheris (the fuzz extra) has wheels for Linux and macOS only: without it the short
+# fuzzing pass of make test is skipped, and make fuzz says so.
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test,lint,media]'
+	$(BIN)/pip install -q -e '.[fuzz]' || echo "atheris did not install: no coverage-guided fuzzing"
 	@touch $@
 
 # apt-get runs only when a tool is missing, after an update of the package lists.
@@ -54,8 +57,15 @@ bench: system-deps bench-deps $(VENV)/.installed-test
 soak: $(VENV)/.installed-test
 	$(BIN)/python -m bench soak $(ARGS)
 
+# Coverage-guided fuzzing: every target of fuzz/targets.py for FUZZ_RUNS cases, one line
+# (cases/s) per target; failing inputs in var/fuzz/crashes (python -m fuzz replay ...).
+FUZZ_RUNS ?= 1000000
+.PHONY: fuzz
+fuzz: $(VENV)/.installed-test
+	$(BIN)/python -m fuzz all -runs=$(FUZZ_RUNS) $(ARGS)
+
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check sipresence tests bench
+	$(BIN)/ruff check sipresence tests bench fuzz
 	$(BIN)/mypy sipresence
 
 clean:
