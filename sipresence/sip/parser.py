@@ -295,6 +295,13 @@ class StreamFramer:
         self.max_size = max_size
         self._buffer = bytearray()
         self._broken = False
+        # What earlier feeds learnt, so that a message arriving a few bytes at a time
+        # costs about what it costs whole (one byte per TCP segment must not make every
+        # segment rescan and reparse the buffer, the reactor's time): no blank line
+        # ends a header section before ``_scanned``, and ``_head`` is a header section
+        # already parsed (message, its error, where the body starts, its length).
+        self._scanned = 0
+        self._head: tuple[Message, ParseError | None, int, int] | None = None
 
     def feed(self, data: bytes) -> list[Message | ParseError | _KeepAlive]:
         if self._broken:
@@ -321,35 +328,49 @@ class StreamFramer:
                     break  # maybe the start of a ping: wait for more
                 del buf[: 2 if buf[:2] == b"\r\n" else 1]
                 continue
-            head_end, body_start = _find_head_end(buf)
-            if head_end < 0:
-                if len(buf) > self.max_size:
-                    self._broken = True
-                    raise ParseError("Message Too Large", 513, fatal=True)
-                break
-            error: ParseError | None = None
-            try:
-                message = parse_head(_decode(bytes(buf[:head_end])))
-            except ParseError as exc:
-                if exc.message is None:
-                    self._broken = True
-                    exc.fatal = True
-                    raise
-                message, error = exc.message, exc
-            try:
-                length = _content_length(message) or 0
-            except ParseError as exc:
-                self._broken = True
-                exc.fatal = True
-                raise
-            if body_start + length > self.max_size:
-                self._broken = True
-                raise ParseError("Message Too Large", 513, message, fatal=True)
+            if self._head is None:
+                self._head = self._parse_head(buf)
+                if self._head is None:
+                    break
+            message, error, body_start, length = self._head
             if len(buf) < body_start + length:
                 break
+            self._head = None
+            self._scanned = 0
             message.body = bytes(buf[body_start : body_start + length])
             del buf[: body_start + length]
             out.append(error if error is not None else message)
+
+    def _parse_head(self, buf: bytearray) -> tuple[Message, ParseError | None, int, int] | None:
+        """The header section at the start of *buf*, or None while it is incomplete."""
+        # A blank line that ends before _scanned would have been found already.
+        head_end, body_start = _find_head_end(buf, max(0, self._scanned - 3))
+        if head_end < 0:
+            if len(buf) > self.max_size:
+                self._broken = True
+                raise ParseError("Message Too Large", 513, fatal=True)
+            self._scanned = len(buf)
+            return None
+        error: ParseError | None = None
+        try:
+            message = parse_head(_decode(bytes(buf[:head_end])))
+        except ParseError as exc:
+            if exc.message is None:
+                self._broken = True
+                exc.fatal = True
+                raise
+            message, error = exc.message, exc
+        try:
+            length = _content_length(message) or 0
+        except ParseError as exc:
+            self._broken = True
+            exc.fatal = True
+            raise
+        if body_start + length > self.max_size:
+            self._broken = True
+            raise ParseError("Message Too Large", 513, message, fatal=True)
+        return message, error, body_start, length
+
 
 def validate(message: Message) -> None:
     """Check the mandatory header fields of RFC 3261 8.1.1 / 8.2 and their scalars.
