@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
 import logging
 import secrets
@@ -338,8 +339,7 @@ class Stack:
                 self._connection += 1
             for item in items:
                 out += self._checked(
-                    lambda item=item, peer=peer: self.endpoint.receive_stream(
-                        item, peer, self.now),
+                    functools.partial(self.endpoint.receive_stream, item, peer, self.now),
                     chunk, seed)
         return out
 
@@ -423,6 +423,7 @@ class Stack:
                 if message.method == "NOTIFY":
                     ctx.notifies.append(message)
                 continue
+            assert isinstance(message, Response)
             if not 200 <= message.status < 300 or seed is None:
                 continue
             package = _PACKAGE.get(seed, "presence")
