@@ -272,7 +272,8 @@ def _build_tuple(parent: etree._Element, tuple_: PresenceTuple, element_id: str)
         contact = etree.SubElement(element, f"{{{PIDF_NS}}}contact")
         contact.text = any_uri(tuple_.contact)
         if tuple_.priority is not None and 0 <= tuple_.priority <= 1:
-            contact.set("priority", f"{tuple_.priority:.3f}".rstrip("0").rstrip("."))
+            # abs(): -0.0 (read from "-0") is in range, but "-0" is no qvalue.
+            contact.set("priority", f"{abs(tuple_.priority):.3f}".rstrip("0").rstrip("."))
     for note in tuple_.notes:
         note_element(element, f"{{{PIDF_NS}}}note", note)
     if tuple_.timestamp is not None:

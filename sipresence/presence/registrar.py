@@ -180,7 +180,9 @@ class Registrar:
         out = []
         for binding in bindings:
             remaining = max(0, int(binding.expires_at - now))
-            q = "" if binding.q == 1.0 else f";q={binding.q:g}"
+            # A qvalue has at most three decimals and no sign (RFC 3261 25.1): "q=1e-05"
+            # or "q=-0" (both read as in range) would be malformed Contacts.
+            q = "" if binding.q == 1.0 else f";q={abs(binding.q):.3f}".rstrip("0").rstrip(".")
             out.append(("Contact", f"{binding.contact};expires={remaining}{q}"))
         return out
 

@@ -14,6 +14,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from fuzz.targets import TARGETS
+from sipresence.documents.pidf import parse_pidf, serialize_pidf
 from sipresence.net.driver import Driver
 from sipresence.net.tcp import SipStreamProtocol
 from sipresence.presence.agent import Agent, AgentConfig
@@ -111,6 +113,36 @@ def test_credentials_are_checked_over_the_bytes_sent():
     value = (f'Digest username="alice", realm="sipresence", nonce="{nonce}", uri="{uri}", '
              f'response="{response}"')
     assert authenticator.check("REGISTER", [value], 1.0) == "alice"
+
+
+# Found by the atheris compose target: a contact priority "-0" is read as -0.0, in
+# range, and was written back as priority="-0", which the schema refuses.
+NEGATIVE_ZERO = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<presence entity="sip:1000@pbx.example.com" '
+    b'xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" '
+    b'xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid">\n <note>On the phone</note>\n '
+    b'<tuple id="1000">\n  <status>\n(  <basic>open</basic>\n  </status>\n  '
+    b'<contact priority="-0">sip:examle.com</contact>\n </tuple>\n <dm:person>\n  '
+    b'<rpid:activities>\n   <rpid:on-the-phone />\n  </rpid:activities>\n </dm:person>\n'
+    b'</presence>\n')
+
+
+def test_a_priority_of_minus_zero_is_written_as_a_valid_qvalue():
+    TARGETS["compose"].run(NEGATIVE_ZERO)  # raises when the composed PIDF is invalid
+    assert b'priority="0"' in serialize_pidf(parse_pidf(NEGATIVE_ZERO))
+
+
+@pytest.mark.parametrize(("q", "restated"), [(b"-0", "0"), (b"0.00001", "0"),
+                                              (b"0.5", "0.5")])
+def test_a_registered_q_is_restated_as_a_qvalue_and_composed_validly(q, restated):
+    # The same through the registrar: q=-0 made every NOTIFY of the presentity carry
+    # priority="-0" (invalid PIDF), and the 200 restated ";q=-0" and ";q=1e-05".
+    with deterministic_ids():
+        stack = Stack()
+        [ok] = stack.datagram(register(b"<sip:alice@127.0.0.1:5070>;q=" + q))
+        sent = stack.datagram(SUBSCRIBE)  # the Stack validates the NOTIFY's PIDF
+    assert isinstance(ok, Response) and ok.headers.get("contact", "").endswith(f";q={restated}")
+    assert statuses(sent) == [200, "NOTIFY"]
 
 
 # A request, then in the same TCP segment a message whose two Content-Length values
