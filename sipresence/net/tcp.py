@@ -54,7 +54,8 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
             log.info("closing {transport} connection from {host}:{port}: {reason}",
                      transport=self.transport_name, host=self.sip_peer.host,
                      port=self.sip_peer.port, reason=exc.reason)
-            self.driver.stream_items([exc], self.sip_peer)  # answered when it can be
+            # What was framed before the error in this segment is answered first.
+            self.driver.stream_items([*exc.framed, exc], self.sip_peer)
             self.close()
             return
         self.driver.stream_items(items, self.sip_peer)

@@ -342,12 +342,13 @@ class Agent:
         uri = request.request_uri
         if isinstance(uri, SipURI) and self.domains and uri.host.lower() not in self.domains:
             return make_response(request, 404, "Domain Not Served")
+        to = request.to.uri
+        if isinstance(to, SipURI) and not self._served(to.aor()):
+            return make_response(request, 404, "Domain Not Served")  # before any change
         try:
             result = self.registrar.register(request, now)
         except RegisterError as exc:
             return exc.response(request)
-        if not self._served(result.aor):
-            return make_response(request, 404, "Domain Not Served")
         for binding in result.removed:
             self.journal.delete("binding", binding.store_key)
         for binding in result.added:

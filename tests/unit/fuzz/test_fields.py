@@ -22,15 +22,10 @@ CONFIGS = {
     "domains": {"domains": ("example.com",), "config": AgentConfig(sub_handling="confirm")},
     "digest": {"config": AgentConfig(realm="sipresence", users={"alice": "secret"})},
 }
-REGISTER_404 = pytest.mark.xfail(strict=True, reason=(
-    "agent bug, sipresence/presence/agent.py (not ours to edit now): Agent._register "
-    "applies the REGISTER to the registrar before it checks that the To domain is "
-    "served, then answers 404 Domain Not Served with the binding kept"))
 
 
 @pytest.mark.parametrize(("config", "seed"), [
-    pytest.param(config, seed, id=f"{config}-{seed}",
-                 marks=[REGISTER_404] if (config, seed) == ("domains", "register") else [])
+    pytest.param(config, seed, id=f"{config}-{seed}")
     for config in CONFIGS for seed in sorted(SEEDS)])
 def test_every_meaningful_field_value_keeps_every_promise(config, seed):
     for name, values in MEANINGFUL.items():

@@ -65,10 +65,6 @@ def test_a_contact_with_a_non_utf8_byte_is_composed_into_the_watchers_pidf():
     assert isinstance(notify, Request) and b"<tuple" in notify.body
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent bug, sipresence/presence/agent.py (not ours to edit now): Agent._register "
-    "applies the REGISTER to the registrar before it checks that the To domain is "
-    "served, then answers 404 Domain Not Served with the binding kept"))
 def test_a_register_for_a_domain_not_served_leaves_no_binding():
     # Found by test_fields.py: the 404 came with a binding for sip:alice@elsewhere.example
     # in the registrar (not journaled, so it also differed from the store).
@@ -192,11 +188,6 @@ def test_a_message_in_one_byte_segments_is_scanned_and_parsed_once():
     assert sum(scanned) < 4 * len(message)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "edge bug, sipresence/net/tcp.py (not ours to edit now): SipStreamProtocol."
-    "dataReceived passes only the fatal ParseError to the driver, not the messages "
-    "framed before it in the same segment (ParseError.framed): a request followed by "
-    "broken framing in one segment is never answered"))
 def test_the_tcp_edge_answers_what_came_before_the_framing_error():
     agent = Agent()
     endpoint = Endpoint(agent)
