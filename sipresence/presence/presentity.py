@@ -103,21 +103,44 @@ class Presentities:
         # Versions come from one clock for all presentities, so that none goes back:
         # not when a presentity's last source goes and it is composed again later,
         # not after a restart (``restore_clock``).  A presentity not changed since
-        # the start has the clock's value at the start.
+        # the start has the clock's value at the start; one with no source left has
+        # the clock's value when the last presentity lost its last source (at or
+        # above its own last version, and no entry kept for it).
         self.clock = 0
         self._base = 0
+        self._floor = 0
         self._reserved = 0  # how far the store vouches for the clock
         self._versions: dict[str, int] = {}
         self._cache: dict[str, Presentity] = {}
 
     def changed(self, aor: str) -> None:
-        """A source of *aor* changed: the next read composes a new version."""
+        """A source of *aor* changed: the next read composes a new version.
+
+        A presentity left with no source at all loses its entry (it reads as
+        :func:`nobody`, at the floor version): the source that brings it back is a
+        change too and takes a fresh clock value, so the table holds the live
+        presentities only (each new user who published once and left kept one for
+        the life of the process: the soak's leak)."""
         self.clock += 1
-        self._versions[aor] = self.clock
         self._cache.pop(aor, None)
+        if self._has_sources(aor):
+            self._versions[aor] = self.clock
+        else:
+            self._versions.pop(aor, None)
+            self._floor = self.clock
+
+    def _has_sources(self, aor: str) -> bool:
+        """Whether anything could make *aor* more than nobody: a presence or dialog
+        publication, or a binding (stale dialogs count: they are still kept)."""
+        return bool(self.publications.for_resource(aor, "presence")
+                    or (self.registrar is not None and self.registrar.bindings(aor))
+                    or (self.lines is not None and self.lines.published(aor)))
 
     def version(self, aor: str) -> int:
-        return self._versions.get(aor, self._base)
+        version = self._versions.get(aor)
+        if version is not None:
+            return version
+        return self._base if self._has_sources(aor) else self._floor
 
     def reserve_clock(self) -> int | None:
         """The clock value to store when the clock passed what the store vouches for:
@@ -131,7 +154,7 @@ class Presentities:
     def restore_clock(self, value: int) -> None:
         """Go on above every version handed out before a restart (*value* is what the
         store vouches for: at or above the last one)."""
-        self.clock = self._base = self._reserved = max(self.clock, value)
+        self.clock = self._base = self._floor = self._reserved = max(self.clock, value)
 
     def sources(self, aor: str) -> list[Source]:
         """The live sources of *aor*: its publications (one per device, the HTTP API's

@@ -324,7 +324,8 @@ class Endpoint:
         self._out.append(Transmit(data, self._answer_peer(message, peer)))
 
     def _receive(self, message: Message, peer: Peer, now: float, size: int = 0) -> None:
-        if self.admit < 1.0 and isinstance(message, Request) and self._shed_early(message, peer):
+        if (self.admit < 1.0 and isinstance(message, Request)
+                and self._shed_early(message, peer, now)):
             return
         try:
             validate(message)
@@ -386,7 +387,7 @@ class Endpoint:
     def overloaded(self) -> bool:
         return self.admit < 1.0
 
-    def _shed_early(self, request: Request, peer: Peer) -> bool:
+    def _shed_early(self, request: Request, peer: Peer, now: float) -> bool:
         """While overloaded, answer the share of new work not admitted 503 before
         spending time on it (an even spread: with ``admit`` 0.25, one in four is taken).
 
@@ -397,27 +398,37 @@ class Endpoint:
         are not shed either: a 503 would cost as much as their answer.  Only the
         headers this decision needs are parsed: full validation is what overload
         cannot afford, and a malformed request is answered 503 as well as 400 would.
+
+        The 503 is sent by a server transaction like any final answer, so that the
+        request's retransmissions get the same 503 and not, once the load fell, a 200
+        for a request its client already took as refused (a publication or
+        subscription it would make again, doubled).
         """
-        if request.method in ("ACK", "CANCEL") or request.method in self.stateless:
+        method = request.method
+        if method in ("ACK", "CANCEL") or method in self.stateless:
             return False
         try:
             if request.to.tag is not None:
                 return False
-            if self._server_key(request, request.method) in self._server:
-                return False
+            key = self._server_key(request, method)
         except HeaderError:
             return False  # let validation answer it
+        if key in self._server:
+            return False
         self._credit += self.admit
         if self._credit >= 1.0:
             self._credit -= 1.0
             return False
         self._stamp_via(request, peer)
-        self.stats.requests[request.method] += 1
+        self.stats.requests[method] += 1
         self.stats.shed += 1
         response = make_response(request, 503, headers=[
             ("Retry-After", str(self.overload_retry_after))])
-        self._count_response(503)
-        self._out.append(Transmit(response.to_bytes(), self._answer_peer(request, peer)))
+        tx_class = InviteServer if method == "INVITE" else NonInviteServer
+        entry = _Entry(tx_class(key, peer.reliable, self.timers),
+                       self._answer_peer(request, peer), request)
+        self._server[key] = entry
+        self._send_response(entry, response, now)
         return True
 
     def _first_response(

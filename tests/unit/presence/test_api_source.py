@@ -61,3 +61,20 @@ def test_versions_only_go_up_when_sources_go_and_across_a_restart(tmp_path):
     assert after.presentities.version(ALICE) > seen[-1]  # unchanged since the start
     after.set_api_state(ALICE, "closed", now=11.0)
     assert after.presentities.version(ALICE) > seen[-1] + 1
+
+
+def test_a_presentity_left_with_no_source_keeps_no_version_entry():
+    """Each user who set a state once and cleared it kept an entry for the life of
+    the process (the soak's leak); its version still never goes back."""
+    p = Phone()
+    for i in range(50):
+        p.agent.set_api_state(f"sip:user{i}@example.com", "open", now=float(i))
+    p.agent.set_api_state(ALICE, "open", now=60.0)
+    before = {i: p.agent.presentities.version(f"sip:user{i}@example.com") for i in range(50)}
+    for i in range(50):
+        p.agent.clear_api_state(f"sip:user{i}@example.com", 70.0)
+    assert set(p.agent.presentities._versions) == {ALICE}
+    assert all(p.agent.presentities.version(f"sip:user{i}@example.com") > before[i]
+               for i in range(50))
+    p.agent.set_api_state("sip:user0@example.com", "open", now=80.0)
+    assert p.agent.presentities.version("sip:user0@example.com") > max(before.values()) + 50

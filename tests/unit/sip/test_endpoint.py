@@ -367,6 +367,30 @@ def test_overloaded_endpoint_sheds_new_requests_but_serves_dialogs_and_retransmi
     assert len(app.seen) == 3 and ep.stats.shed == 1
 
 
+def test_a_shed_request_retransmitted_after_the_load_fell_gets_the_same_503():
+    """The 503 is a final answer of a server transaction: a retransmission is not
+    taken as new work once the endpoint admits again (its client already counted it
+    refused, and would make its publication or subscription again)."""
+    app = App()
+    ep = Endpoint(app)
+    ep.admit = 0.0
+    shed = request("SUBSCRIBE", "z9hG4bK-shed", cseq="1 SUBSCRIBE", call_id="call-shed")
+    ep.receive_datagram(shed, CLIENT, 0.0)
+    [(first, _)] = answers(ep)
+    ep.admit = 1.0
+    ep.receive_datagram(shed, CLIENT, 0.5)
+    [(again, _)] = answers(ep)
+    assert (first.status, again.status) == (503, 503) and app.seen == []
+    assert ep.stats.shed == 1 and ep.stats.retransmissions_absorbed == 1
+    invite = request("INVITE", "z9hG4bK-inv", cseq="1 INVITE", call_id="call-inv")
+    ep.admit = 0.0
+    ep.receive_datagram(invite, CLIENT, 1.0)
+    [(refused, _)] = answers(ep)
+    assert refused.status == 503 and ep.transaction_count() == 2
+    ep.handle_timer(100.0)
+    assert ep.transaction_count() == 0  # timers J and H end them like any other
+
+
 def test_answered_transactions_let_go_of_their_parsed_request():
     """Timer J keeps a server transaction 32 s for retransmissions: only the bytes of
     its answer are kept, not the parsed message (garbage-collector pauses)."""
