@@ -36,6 +36,9 @@ def install_reactor() -> Any:
 
 
 LIFECYCLE = "sipresence.lifecycle"  # a leaf: its level must not leak to others
+# At SIGTERM, how long the answers held behind the last commits may take to go out
+# before the listeners close (a store that writes takes milliseconds).
+STOP_DRAIN = 5.0
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
            "error": logging.ERROR}
 
@@ -128,7 +131,10 @@ def run(config: Config) -> int:
                  addresses=addresses)
 
     def stop() -> Any:
-        return services.stopService() if services.running else None
+        if not services.running:
+            return None
+        driver = next(s for s in services if isinstance(s, DriverService)).driver
+        return driver.drain(STOP_DRAIN).addCallback(lambda _: services.stopService())
 
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", stop)

@@ -109,6 +109,33 @@ class Driver:
             self.commit.durable(done)
         return result
 
+    def drain(self, timeout: float) -> defer.Deferred[None]:
+        """At shutdown, before the listeners close: fires once nothing is held
+        behind a commit and every answer given so far is sent, or after *timeout*.
+
+        Without it the answers held behind the last batches were committed at the
+        store's close but never sent: their clients retransmitted into the next
+        process and got 412 (a PUBLISH refresh whose entity-tag had moved on) or 500
+        (a REGISTER whose CSeq was no longer new), found by the soak's restart.
+        Requests keep being served meanwhile; each round commits what they changed.
+        A store that cannot write sent its answers (withdrawn) already.
+        """
+        result: defer.Deferred[None] = defer.Deferred()
+        deadline = self.now() + timeout
+
+        def check(_: object = None) -> None:
+            commit = self.commit
+            if (commit is None or commit.failing is not None or self.now() >= deadline
+                    or not (commit.held or len(commit.journal))):
+                result.callback(None)
+                return
+            # The answers released by a commit are sent after its waiters are
+            # called: look again on the next turn.
+            self.durable().addBoth(lambda _: self.reactor.callLater(0, check))
+
+        check()
+        return result
+
     def now(self) -> float:
         return self.reactor.seconds()
 

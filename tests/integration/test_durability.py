@@ -199,3 +199,70 @@ def test_every_answer_received_before_sigkill_is_found_after_the_restart(tmp_pat
         again.stop()
     for client in loader.clients:
         client.close()
+
+
+def test_at_sigterm_under_load_every_change_kept_was_answered(tmp_path):
+    """A clean stop under load sends the answers held behind the last commits before
+    the listeners close.  They used to be committed at the store's close and never
+    sent: the client retransmitted into the next process and got 412 for a refresh
+    or 500 for a REGISTER (the soak's restart).  So after a SIGTERM with requests
+    in flight, and still arriving while the agent stops, a request that got no
+    answer must have left nothing in the state the next start reads back."""
+    db = str(tmp_path / "state.sqlite3")
+    agent = start_server(tmp_path, listen=("udp:127.0.0.1:0",), db=db)
+    loader = Loader(agent.udp)
+    for client in loader.clients:
+        for _ in range(IN_FLIGHT):
+            loader.send_next(client)
+    sockets = [c.sock for c in loader.clients]
+    seen, stopping = 0, False
+    try:
+        while agent.proc.poll() is None:
+            readable, _, _ = select.select(sockets, [], [], 0.1 if stopping else 10)
+            assert readable or stopping, "the agent stopped answering"
+            for client in (c for c in loader.clients if c.sock in readable):
+                oks = loader.receive(client)
+                seen += oks
+                if seen > KILL_AFTER and oks and not stopping:
+                    agent.proc.send_signal(signal.SIGTERM)  # the instant a 200 arrived
+                    stopping = True
+                for _ in range(oks):  # and the load goes on while it stops
+                    loader.send_next(client)
+        assert agent.proc.wait(10) == 0, agent.output()
+        for client in loader.clients:  # answers already in the buffers
+            loader.receive(client)
+    finally:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+    unanswered = sorted(loader.asked.values())
+    assert len(unanswered) >= SOCKETS * IN_FLIGHT // 2, "requests were in flight at the stop"
+
+    again = start_server(tmp_path, listen=("udp:127.0.0.1:0",), db=db)
+    try:
+        line = again.wait_for_line("restored")
+        assert "unclean" not in line
+        client = UdpClient(again.udp)
+        http_client = http.client.HTTPConnection(*again.http, timeout=10)
+
+        def get(path: str) -> dict[str, object]:
+            http_client.request("GET", path)
+            return json.loads(http_client.getresponse().read())
+
+        kept = []
+        for kind, user in unanswered:
+            if kind == "publish":
+                found = bool(get(f"/v1/presentities/{user}%40127.0.0.1")["sources"])
+            elif kind == "register":
+                answer = client.ask("REGISTER", uri="sip:127.0.0.1", to=f"sip:{user}@127.0.0.1")
+                found = f"sip:{user}@127.0.0.1:" in (answer.headers.get("contact") or "")
+            else:
+                found = bool(get(f"/v1/presentities/{user}%40127.0.0.1/watchers")["watchers"])
+            if found:
+                kept.append((kind, user))
+        assert not kept, (f"{len(kept)} of {len(unanswered)} unanswered requests changed the "
+                          f"state kept: {kept[:5]}")
+        assert len(get("/v1/presentities/p0%40127.0.0.1")["sources"]) == 1  # answered: kept
+    finally:
+        again.stop()
+        for c in loader.clients:
+            c.close()
