@@ -162,7 +162,13 @@ def _repaired(extension: Extension) -> Extension:
 def _fits(place: Place, extension: Extension) -> bool:
     if extension.namespace in ("", PIDF_NS, DM_NS):
         return False
-    return bool(schema().validate(_in_place(place, extension)))
+    try:
+        document = _in_place(place, extension)
+    except ValueError:
+        # libxml2 reads a namespace that is no URI (``urn:x]y``) with a warning, and
+        # lxml refuses to write it: what cannot be written back is not kept.
+        return False
+    return bool(schema().validate(document))
 
 
 def keep_extensions(elements: Iterable[etree._Element], place: Place,

@@ -16,6 +16,7 @@ from twisted.internet.testing import StringTransport
 
 from fuzz.targets import TARGETS
 from sipresence.documents.pidf import parse_pidf, serialize_pidf
+from sipresence.documents.xpidf import parse_presence
 from sipresence.net.driver import Driver
 from sipresence.net.tcp import SipStreamProtocol
 from sipresence.presence.agent import Agent, AgentConfig
@@ -126,6 +127,34 @@ NEGATIVE_ZERO = (
 def test_a_priority_of_minus_zero_is_written_as_a_valid_qvalue():
     TARGETS["compose"].run(NEGATIVE_ZERO)  # raises when the composed PIDF is invalid
     assert b'priority="0"' in serialize_pidf(parse_pidf(NEGATIVE_ZERO))
+
+
+# Found by the atheris compose target after 955,949 cases (a Cisco Jabber body, mutated):
+# libxml2 read the servcaps extension in a namespace that is no URI ("]" in it), and
+# building it back for the schema check raised ValueError out of the lenient parser.
+BAD_NAMESPACE = (
+    b'<presence xmlns= "urn:ietf:params:xml:ns:pidf" entity= "sip:brmagu.com" > entity'
+    b'= "sip:brmaguir@cisco.com" > <person xmlns= "urn:cisco:params:xml:js:pidf:rpid" '
+    b'id= "brmaguiz" > <activities> <user-input> idle </user-input> <available /> <pho'
+    b'ne-status> unavailable </phone-status> <im-status> available </im-status> </acti'
+    b'vities> </person> <display-name xmlns= "urn:ietf:params:xml:ns:pidf:cipid" > Bre'
+    b'ndan Maguire </display-name> <tuple xsmnl= "urn:cisco:params:xml:ns:pidf" id= "c'
+    b'isco-upc" > <contact priority= "0.6" > sip:brmaguir@cIsco.com </contact> <note x'
+    b'ml:lang= "en" /> <sc:servcaps xmlns:sc= "urn:ietf:aprams:xml:ns:pidf]servcaps" >'
+    b' <sc:video> false </sc:video> <sc:audio> false </sc:audio> <sc:text> true </sc:t'
+    b'ext> <sc:type> text/plain </sc:type> <sc:type> applicat-cupication/x-cisco-cupc+'
+    b'xml </sc:type> </sc:servcaps> <user-input> idle </user-input> <status> <basic> o'
+    b'pen </basic> </status> </tuple> <tuple xmlns= "urn:ietf:params:xml:ns:pidf" id= '
+    b'"Jabbercup7" > <status> <basic> open </basic> atus> <basic> open </basic> </stat'
+    b'us> <servcaps xmlns= "ups" > <type> text/plaio-cupcl </type> <text> true </text>'
+    b' </servcaps> </tuple> </presence>\n')
+
+
+def test_an_extension_in_a_namespace_that_is_no_uri_is_dropped_not_raised():
+    TARGETS["compose"].run(BAD_NAMESPACE)
+    upc, jabber = parse_presence(BAD_NAMESPACE).tuples
+    assert upc.extensions == () and upc.contact == "sip:brmaguir@cIsco.com"
+    assert [e.namespace for e in jabber.extensions] == ["ups"]
 
 
 @pytest.mark.parametrize(("q", "restated"), [(b"-0", "0"), (b"0.00001", "0"),
