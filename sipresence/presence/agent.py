@@ -404,6 +404,8 @@ class Agent:
             else:
                 self._on_the_phone.discard(aor)
             self._presence_changed(aor)
+        else:
+            self.presentities.settle(aor)
         stale = self.lines.next_stale(aor, now)
         if stale is None:
             self._stale.cancel(aor)

@@ -129,6 +129,14 @@ class Presentities:
             self._versions.pop(aor, None)
             self._floor = self.clock
 
+    def settle(self, aor: str) -> None:
+        """A source of *aor* went without changing what it reads as (the dialog
+        publication of a call already over, removed): once nothing is left, its entry
+        goes as in :meth:`changed`."""
+        if aor in self._versions and not self._has_sources(aor):
+            del self._versions[aor]
+            self._floor = self.clock
+
     def _has_sources(self, aor: str) -> bool:
         """Whether anything could make *aor* more than nobody: a presence or dialog
         publication, or a binding (stale dialogs count: they are still kept)."""

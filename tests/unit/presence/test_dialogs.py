@@ -240,3 +240,19 @@ def test_registrations_can_be_left_out_of_presence():
     p.request("SUBSCRIBE", headers=subscribe_headers())
     assert [t.basic for t in parse_pidf(p.notifies()[-1].body).tuples] == ["closed"]
     assert p.agent.route("sip:alice@example.com", 0.0).status == 480
+
+
+def test_a_call_over_and_its_dialog_state_removed_leaves_no_version_entry():
+    """The removal of a terminated call's publication changes nothing watchers see,
+    and left the presentity's version entry behind for good (the soak's leak: one per
+    PBX extension that ever called)."""
+    p = Phone()
+    etag = publish_dialog(p, dialog_doc("confirmed")).headers.get("SIP-ETag")
+    etag = publish_dialog(p, dialog_doc("terminated"), cseq=2,
+                          headers=[f"SIP-If-Match: {etag}"]).headers.get("SIP-ETag")
+    seen = p.agent.presentities.version("sip:alice@example.com")
+    assert "sip:alice@example.com" in p.agent.presentities._versions
+    removed = publish_dialog(p, b"", cseq=3, headers=[f"SIP-If-Match: {etag}", "Expires: 0"])
+    assert removed.status == 200
+    assert p.agent.presentities._versions == {}
+    assert p.agent.presentities.version("sip:alice@example.com") >= seen
