@@ -8,7 +8,7 @@ SYSTEM_TOOLS := sipp:sip-tester
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test bench soak lint system-deps bench-deps clean
+.PHONY: serve test bench soak profile lint system-deps bench-deps clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -50,8 +50,17 @@ bench-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    $(SUDO) apt-get install -y -qq $(KAMAILIO_PACKAGES); }
 
-bench: system-deps bench-deps $(VENV)/.installed-test
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(BIN)/pip install -q -e '.[bench]'
+	@touch $@
+
+bench: system-deps bench-deps $(VENV)/.installed-bench
 	$(BIN)/python -m bench
+
+# A flame graph of the agent under SIPp load (py-spy) into bench/profiles/:
+# make profile ARGS="subscribe.xml 3000"; publish.xml at 5,000/s by default.
+profile: system-deps $(VENV)/.installed-bench
+	$(BIN)/python -m bench profile $(ARGS)
 
 # Ten minutes of mixed traffic with a restart halfway: leaks and lost state (bench/soak.py).
 soak: $(VENV)/.installed-test
