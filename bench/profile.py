@@ -70,7 +70,8 @@ def profile(scenario: str, rate: int) -> Path | None:
         return None
     print(f"{scenario} at {rate}/s offered: {result.successful} calls, {result.failed} "
           f"failed, p50 {percentile(result.rtts_ms, 0.5):.0f} ms, "
-          f"p99 {percentile(result.rtts_ms, 0.99):.0f} ms; flame graph {out}")
+          f"p99 {percentile(result.rtts_ms, 0.99):.0f} ms (slowed by the sampling: the "
+          f"sweeps' figures are the ones to quote); flame graph {out}")
     return out
 
 
