@@ -54,6 +54,7 @@ from .xml import (
     parse_datetime,
     qualified,
     schema,
+    split_tag,
     text_of,
 )
 
@@ -154,7 +155,7 @@ def _repaired(extension: Extension) -> Extension:
     if extension.tag != f"{{{CAPS_NS}}}servcaps":
         return extension
     children = sorted(extension.children, key=lambda child: _SERVCAPS_ORDER.get(
-        etree.QName(child.tag).localname, len(_SERVCAPS_ORDER)))
+        split_tag(child.tag)[1], len(_SERVCAPS_ORDER)))
     return replace(extension, children=tuple(children))
 
 

@@ -28,6 +28,7 @@ from .xml import (
     clean_text,
     parse_xml,
     qualified,
+    split_tag,
     text_of,
 )
 
@@ -100,7 +101,7 @@ def _number(value: str | None) -> int | None:
 def parse_dialog_info(data: bytes) -> DialogInfo:
     """Parse a dialog-info body leniently; raise :class:`DocumentError` if it is not one."""
     root = parse_xml(data)
-    default_ns = DIALOG_INFO_NS if etree.QName(root).namespace is None else ""
+    default_ns = DIALOG_INFO_NS if not split_tag(root.tag)[0] else ""
     if qualified(root, default_ns) != (DIALOG_INFO_NS, "dialog-info"):
         raise DocumentError("not a dialog-info document")
     dialogs = []

@@ -55,6 +55,7 @@ from .xml import (
     parse_datetime,
     parse_xml,
     qualified,
+    split_tag,
     text_of,
     xml_id,
 )
@@ -115,7 +116,7 @@ def parse_pidf(data: bytes) -> PresenceDocument:
 
 def presence_from_element(root: etree._Element) -> PresenceDocument:
     """The :class:`PresenceDocument` of a parsed PIDF root element."""
-    default_ns = PIDF_NS if etree.QName(root).namespace is None else ""
+    default_ns = PIDF_NS if not split_tag(root.tag)[0] else ""
     if qualified(root, default_ns) != (PIDF_NS, "presence"):
         raise DocumentError("not a PIDF presence document")
     if default_ns and root.find("atom") is not None:

@@ -24,6 +24,7 @@ from .xml import (
     language,
     parse_xml,
     qualified,
+    split_tag,
     text_of,
 )
 
@@ -90,7 +91,7 @@ def _number(value: str | None) -> int | None:
 def parse_watcherinfo(data: bytes) -> WatcherInfo:
     """Parse a watcherinfo body leniently; raise :class:`DocumentError` if it is not one."""
     root = parse_xml(data)
-    default_ns = WATCHERINFO_NS if etree.QName(root).namespace is None else ""
+    default_ns = WATCHERINFO_NS if not split_tag(root.tag)[0] else ""
     if qualified(root, default_ns) != (WATCHERINFO_NS, "watcherinfo"):
         raise DocumentError("not a watcherinfo document")
     lists = []

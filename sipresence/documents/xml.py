@@ -192,12 +192,21 @@ def qualified(element: etree._Element, default_ns: str = "") -> tuple[str, str]:
     tag = element.tag
     if not isinstance(tag, str):
         raise ValueError(f"not an element: {element!r}")
-    if tag[:1] == "{":
-        namespace, _, local = tag[1:].partition("}")
-    else:
-        namespace, local = "", tag
+    namespace, local = split_tag(tag)
     namespace = namespace or default_ns
     return NAMESPACE_ALIASES.get(namespace, namespace), local
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """``(namespace, local name)`` of a ``{namespace}local`` tag, "" for none.
+
+    Not ``etree.QName``: it raises on a name libxml2 read leniently (``x:presence``
+    with the prefix unbound, found by fuzzing), and the parsers must answer such a
+    document, not raise out of it."""
+    if tag[:1] == "{":
+        namespace, _, local = tag[1:].partition("}")
+        return namespace, local
+    return "", tag
 
 
 def text_of(element: etree._Element) -> str:
@@ -342,7 +351,7 @@ class Extension:
 
     @property
     def namespace(self) -> str:
-        return etree.QName(self.tag).namespace or ""
+        return split_tag(self.tag)[0]
 
 
 def extension_from(element: etree._Element, default_ns: str = "") -> Extension:

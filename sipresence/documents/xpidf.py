@@ -29,7 +29,15 @@ from lxml import etree
 from .datamodel import Person
 from .pidf import Basic, PresenceDocument, PresenceTuple, presence_from_element, priority
 from .rpid import Activities
-from .xml import XML_DECLARATION, DocumentError, Note, clean_text, parse_xml, text_of
+from .xml import (
+    XML_DECLARATION,
+    DocumentError,
+    Note,
+    clean_text,
+    parse_xml,
+    split_tag,
+    text_of,
+)
 
 __all__ = ["parse_presence", "parse_xpidf", "serialize_xpidf", "substatus"]
 
@@ -67,7 +75,7 @@ def parse_presence(data: bytes) -> PresenceDocument:
     children can: XPIDF has ``<atom>`` where PIDF has ``<tuple>``.
     """
     root = parse_xml(data)
-    if etree.QName(root).namespace is None and root.find("atom") is not None:
+    if not split_tag(root.tag)[0] and root.find("atom") is not None:
         return _from_xpidf(root)
     return presence_from_element(root)
 

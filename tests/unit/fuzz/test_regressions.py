@@ -157,6 +157,29 @@ def test_an_extension_in_a_namespace_that_is_no_uri_is_dropped_not_raised():
     assert [e.namespace for e in jabber.extensions] == ["ups"]
 
 
+# Found by the atheris compose target after 306,918 cases: an element libxml2 read with
+# a name lxml calls no valid tag (an unbound prefix in it) made etree.QName raise out of
+# the lenient parser; tags are now split as strings everywhere.
+UNBOUND_NAME = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="no"?>\r\n<presence xmlns="urn:iet'
+    b'f:params:xml:ns:pidf"\r\n    xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model"\r   '
+    b'xmlns:rpid="urn:ietf:params:xmlc:ns:pidf:rpid"\r\n    entity="sip:alice@exaJmple.c'
+    b'om">\r\n  <dm:person id="p8318"><Jabbercurn:ietf:params:xml:nsp:idf:rpidup7tivitie'
+    b's/></dm:person>\r\n  <tuple id="t9486">\r\n    <status>\r\n      4<basic>open</basic>\r'
+    b'ndalone="no"?>\r\n<presence xmlns="u?n:ietf:paramj:xml:ns:pidf"\r\n    xmlns:dm="urn'
+    b':ietf:params:xml:ns:pidf:data-model"\r   xmlns:rpid="urn:ietf:params:xmlc:ns:pidf'
+    b':rpid"\r\n    entity="sip:alice@exaJmple.com">\r\n  <dm:person id="p4159"><tiiiestv/'
+    b'></dm:person>\r\n  <tuple id="t6990">\r\n    tact>\r\n  </tuple>\r\n</presence>\r\n    </s'
+    b'tatus>\r\n    <contact>s[p:alice@urnence xmlns="urn:ietf:prn:ietf:params:xml:ns:pi'
+    b'd"\r\n    x:ietf:params:xml:nsp:idf:rpidexample.com</contact>\r\n  </tuple>\r\n</prese'
+    b'nce>\r\n')
+
+
+def test_an_element_whose_name_lxml_refuses_is_dropped_not_raised():
+    TARGETS["compose"].run(UNBOUND_NAME)
+    assert all(person.extensions == () for person in parse_presence(UNBOUND_NAME).persons)
+
+
 @pytest.mark.parametrize(("q", "restated"), [(b"-0", "0"), (b"0.00001", "0"),
                                               (b"0.5", "0.5")])
 def test_a_registered_q_is_restated_as_a_qvalue_and_composed_validly(q, restated):
