@@ -6,7 +6,8 @@ Why: rate sweeps last seconds; a leak of one transaction, subscription or timer 
 thousand requests only shows after many minutes, and a restart under load is where
 state gets lost or doubled.  So the real agent (a subprocess pinned to core 0) gets
 every kind of request it serves for a long time from a load generator in this
-process (pinned to core 1), and every minute the agent's RSS and its live counts
+process (pinned to core 1), and every minute the agent's RSS (and the C heap's part
+of it) and its live counts
 (``/metrics``) are printed beside the counts the generator expects from what it was
 answered.
 
@@ -734,6 +735,19 @@ class Agent:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def heap_mib(self) -> float:
+        """The resident part of the C heap (glibc's main arena, ``[heap]`` in smaps):
+        where the reactor thread's large allocations go.  Python's small objects live
+        in pymalloc's own mappings, so RSS rising with this flat points at them, and
+        this rising with them flat points at buffers, C libraries or fragmentation."""
+        total, in_heap = 0, False
+        for line in Path(f"/proc/{self.server.proc.pid}/smaps").read_text().splitlines():
+            if line[:1].isdigit() or line[:1] in "abcdef":
+                in_heap = line.endswith("[heap]")
+            elif in_heap and line.startswith("Rss:"):
+                total += int(line.split()[1])
+        return total / 1024
+
     def cpu_seconds(self) -> float:
         """User and system time of the agent process so far."""
         fields = Path(f"/proc/{self.server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -782,7 +796,7 @@ COLUMNS = {"sent": 9, "answered": 9, "notifies": 8, "retransmissions": 8, "faile
            "shed": 5}  # per-minute columns and their widths
 
 
-HEADER = (f"{'min':>4} {'RSS MiB':>8} {'CPU %':>6} {'fds':>4} {'transactions':>12} "
+HEADER = (f"{'min':>4} {'RSS MiB':>8} {'heap':>6} {'CPU %':>6} {'fds':>4} {'transactions':>12} "
           + " ".join(f"{name:>15}" for name in LIVE) + " "
           + " ".join(f"{name if name != 'retransmissions' else 'retrans':>{width}}"
                      for name, width in COLUMNS.items()))
@@ -830,7 +844,8 @@ def _report(agent: Agent, load: Load, minutes: int, idle_fds: int) -> bool:
         # after the restart: the new process's time only (the old one's last seconds are lost)
         used = agent.cpu_seconds() - (cpu[1] if cpu[0] == agent.server.proc.pid else 0.0)
         cpu = (agent.server.proc.pid, agent.cpu_seconds())
-        print(f"{minute:>4} {rss[minute]:>8.1f} {100 * used / 60:>6.0f} {agent.fds():>4} "
+        print(f"{minute:>4} {rss[minute]:>8.1f} {agent.heap_mib():>6.1f} {100 * used / 60:>6.0f} "
+              f"{agent.fds():>4} "
               f"{seen['transactions']:>12.0f} "
               + " ".join(f"{seen[name]:>7.0f}/{load.expected[name]:<7}" for name in LIVE) + " "
               + " ".join(f"{now[k] - before[k]:>{w}}" for k, w in COLUMNS.items()), flush=True)
@@ -849,7 +864,8 @@ def _report(agent: Agent, load: Load, minutes: int, idle_fds: int) -> bool:
           f"{100 * busy:.0f} % of a core; draining")
     drained = _drain(agent, load)
     final, final_rss, final_fds = agent.metrics(), agent.rss_mib(), agent.fds()
-    print(f"drained after {drained:.0f} s: RSS {final_rss:.1f} MiB, fds {final_fds} "
+    print(f"drained after {drained:.0f} s: RSS {final_rss:.1f} MiB (C heap "
+          f"{agent.heap_mib():.1f}), fds {final_fds} "
           f"({idle_fds} at start), "
           + ", ".join(f"{name} {final[name]:.0f}" for name in ("transactions", *LIVE)))
     baseline = rss[1]
