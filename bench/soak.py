@@ -7,9 +7,8 @@ thousand requests only shows after many minutes, and a restart under load is whe
 state gets lost or doubled.  So the real agent (a subprocess pinned to core 0) gets
 every kind of request it serves for a long time from a load generator in this
 process (pinned to core 1), and every minute the agent's RSS (and the C heap's part
-of it) and its live counts
-(``/metrics``) are printed beside the counts the generator expects from what it was
-answered.
+of it) and its live counts (``/metrics``) are printed beside the counts the generator
+expects from what it was answered.
 
 The mix, as shares of the new requests sent (``--rate`` in all, 800/s by default).
 This mix costs more per request than the sweeps' (PUBLISH alone 5,000/s, SUBSCRIBE
