@@ -371,10 +371,7 @@ class Endpoint:
             self.stats.retransmissions_absorbed += 1
             self._apply(entry, entry.tx.handle(Event.REQUEST, now), now)
             return
-        tx_class = InviteServer if method == "INVITE" else NonInviteServer
-        entry = _Entry(tx_class(key, peer.reliable, self.timers),
-                       self._answer_peer(request, peer), request)
-        self._server[key] = entry
+        entry = self._open_server(request, key, peer)
         response = self._first_response(entry, request, peer, now)
         if response is not None:
             self._send_response(entry, response, now)
@@ -424,12 +421,16 @@ class Endpoint:
         self.stats.shed += 1
         response = make_response(request, 503, headers=[
             ("Retry-After", str(self.overload_retry_after))])
-        tx_class = InviteServer if method == "INVITE" else NonInviteServer
+        self._send_response(self._open_server(request, key, peer), response, now)
+        return True
+
+    def _open_server(self, request: Request, key: tuple[object, ...], peer: Peer) -> _Entry:
+        """A new server transaction for *request*, in the table under *key*."""
+        tx_class = InviteServer if request.method == "INVITE" else NonInviteServer
         entry = _Entry(tx_class(key, peer.reliable, self.timers),
                        self._answer_peer(request, peer), request)
         self._server[key] = entry
-        self._send_response(entry, response, now)
-        return True
+        return entry
 
     def _first_response(
         self, entry: _Entry | None, request: Request, peer: Peer, now: float
