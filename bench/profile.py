@@ -24,15 +24,10 @@ from tests.support.server import start_server
 from tests.support.sipp import run_sipp, sipp_available
 
 from .options import percentile
+from .soak import pin
 
 SECONDS = 4
 PROFILES = Path(__file__).parent / "profiles"
-
-
-def pin(pid: int, cpu: int) -> None:
-    """Every thread of *pid* on *cpu* (the store's writer shares the reactor's core)."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(task), {cpu})
 
 
 def profile(scenario: str, rate: int) -> Path | None:
@@ -51,8 +46,8 @@ def profile(scenario: str, rate: int) -> Path | None:
         server = start_server(work, "--log-level", "warn", listen=("udp:127.0.0.1:0",),
                               db=str(work / "profile.sqlite3"))
         try:
-            pin(server.proc.pid, 0)
-            os.sched_setaffinity(0, {1})
+            pin(server.proc.pid, 0)  # the store's writer shares the reactor's core
+            pin(os.getpid(), 1)
             calls = max(1, rate // 2)
             # Sampling starts a second in, once SIPp is at its rate, and ends before it.
             spy_proc = subprocess.Popen(

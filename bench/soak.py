@@ -706,7 +706,7 @@ class Agent:
     def _start(self, listen: tuple[str, ...], http: str) -> Server:
         server = start_server(self.work, "--log-level", "warn", "--config", str(self.config),
                               listen=listen, http=http, db=self.db)
-        _pin(server.proc.pid, 0)
+        pin(server.proc.pid, 0)
         return server
 
     def restart(self) -> tuple[int, bool, float]:
@@ -778,7 +778,7 @@ class Agent:
         return out
 
 
-def _pin(pid: int, cpu: int) -> None:
+def pin(pid: int, cpu: int) -> None:
     """Every thread of *pid* on *cpu* (threads started later inherit it), when the
     machine has that core: the agent and the generator do not compete for one."""
     if cpu >= (os.cpu_count() or 1):
@@ -803,7 +803,7 @@ HEADER = (f"{'min':>4} {'RSS MiB':>8} {'heap':>6} {'CPU %':>6} {'fds':>4} {'tran
 
 def soak(minutes: int, rate: float) -> bool:
     """Run the soak; True when no leak and no failure was found."""
-    _pin(os.getpid(), 1)
+    pin(os.getpid(), 1)
     print(f"soak: {minutes:g} min at {rate:.0f} requests/s offered "
           f"({', '.join(f'{k} {100 * s:.0f} %' for k, s in MIX)}), a stalled TCP client "
           f"every {STALL_EVERY:.0f} s, SIGTERM restart at {minutes / 2:g} min; "
