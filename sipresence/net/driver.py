@@ -26,7 +26,6 @@ from ..sip.endpoint import Endpoint, Peer, Transmit
 
 if TYPE_CHECKING:
     from ..store.commit import GroupCommit
-    from .udp import SipDatagramProtocol
 
 log = Logger(namespace="sipresence.net")
 
@@ -50,6 +49,17 @@ class Connection(Protocol):
     def write(self, data: bytes) -> None: ...
 
 
+class DatagramListener(Protocol):
+    """A bound datagram socket the driver can send from (``net/udp.py``): the
+    address it is bound to and its family, so that an answer leaves from the address
+    its request came to."""
+
+    local: tuple[str, int] | None
+    family: int
+
+    def send(self, data: bytes, host: str, port: int) -> bool: ...
+
+
 class Timed(Protocol):
     """Something with sans-IO deadlines: the endpoint, the presence agent."""
 
@@ -67,7 +77,7 @@ class Driver:
         self._timed: tuple[Timed, ...] = (endpoint, *timed)
         self._call: IDelayedCall | None = None
         self._deadline: float | None = None
-        self.udp: list[SipDatagramProtocol] = []
+        self.udp: list[DatagramListener] = []
         self.connections: dict[int, Connection] = {}
         # Outgoing connections per transport name ("TCP", "TLS"), set by the listeners.
         # (Deferreds are invariant: each transport's connector yields its own protocol.)
@@ -237,7 +247,7 @@ class Driver:
         self.endpoint.transport_failed(transmit, self.now())
         self.flush()
 
-    def _udp_listener(self, peer: Peer) -> SipDatagramProtocol | None:
+    def _udp_listener(self, peer: Peer) -> DatagramListener | None:
         """The socket a datagram leaves from: the one it came in on, else one of its family."""
         family = socket.AF_INET6 if ":" in peer.host else socket.AF_INET
         fallback = None

@@ -22,7 +22,7 @@ class SipDatagramProtocol(DatagramProtocol):
 
     def __init__(self, driver: Driver, host: str) -> None:
         self.driver = driver
-        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.family: int = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.local: tuple[str, int] | None = None
         self._socket: socket.socket | None = None
 

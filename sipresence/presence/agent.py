@@ -107,8 +107,9 @@ class Agent:
         self.journal = Journal()
         self.endpoint: Endpoint | None = None
         self.packages: dict[str, EventPackage] = {}
-        for package in (presence_package(config), watcherinfo_package(config),
-                        dialog_package(config.min_expires, config.max_expires)):
+        bounds = (config.min_expires, config.max_expires)
+        for package in (presence_package(*bounds), watcherinfo_package(*bounds),
+                        dialog_package(*bounds)):
             self.packages[package.name] = package
         self.publications = EventStateCompositor()
         self.registrar = Registrar(min_expires=config.min_expires,

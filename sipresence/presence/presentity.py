@@ -23,9 +23,6 @@ from .registrar import Binding, Registrar
 if TYPE_CHECKING:
     from .dialogs import Lines
 
-if TYPE_CHECKING:
-    from .agent import AgentConfig
-
 __all__ = ["Presentity", "Presentities", "presence_package", "watcherinfo_package",
            "PRESENCE_CLOCK"]
 
@@ -44,15 +41,15 @@ def _parse_presence(body: bytes, content_type: str) -> PresenceDocument:
     return parse_presence(body)
 
 
-def presence_package(config: AgentConfig) -> EventPackage:
+def presence_package(min_expires: int, max_expires: int) -> EventPackage:
     return EventPackage("presence", notify_types=(PIDF, XPIDF, CPIM_PIDF),
                         publish_types=(PIDF, XPIDF, CPIM_PIDF), parse=_parse_presence,
-                        min_expires=config.min_expires, max_expires=config.max_expires)
+                        min_expires=min_expires, max_expires=max_expires)
 
 
-def watcherinfo_package(config: AgentConfig) -> EventPackage:
+def watcherinfo_package(min_expires: int, max_expires: int) -> EventPackage:
     return EventPackage("presence.winfo", notify_types=(WATCHERINFO,),
-                        min_expires=config.min_expires, max_expires=config.max_expires)
+                        min_expires=min_expires, max_expires=max_expires)
 
 
 class Presentity:
