@@ -103,7 +103,7 @@ def run(config: Config) -> int:
     from twisted.internet.error import CannotListenError
     from twisted.logger import Logger
 
-    from .store.sqlite import StoreError
+    from .store.base import StoreError
 
     log = Logger(namespace=LIFECYCLE)
     try:
@@ -162,6 +162,7 @@ def build_services(config: Config, reactor: Any) -> Any:
     from .net.udp import listen_udp
     from .presence.agent import CHANGES_STATE, Agent
     from .sip.endpoint import Endpoint
+    from .store.base import Store
     from .store.commit import GroupCommit
     from .store.sqlite import SqliteStore
 
@@ -174,7 +175,7 @@ def build_services(config: Config, reactor: Any) -> Any:
     registry = CollectorRegistry()
     registry.register(SipCollector(endpoint))
     registry.register(PresenceCollector(agent))
-    store = SqliteStore(config.db)
+    store: Store = SqliteStore(config.db)
 
     def refuse(retry_after: int | None) -> None:
         agent.refusing = retry_after
@@ -294,8 +295,7 @@ class RestoreService(_service_base()):  # type: ignore[misc]
             publications=len(snapshot.publications), subscriptions=len(snapshot.subscriptions),
             bindings=len(snapshot.bindings), rules=len(snapshot.rules),
             unclean="" if snapshot.clean else " after an unclean stop")
-        self.agent.restore(snapshot.publications, snapshot.subscriptions, self.driver.now(),
-                           snapshot.bindings, snapshot.rules, snapshot.clock)
+        self.agent.restore(snapshot, self.driver.now())
         snapshot.publications.clear()
         snapshot.subscriptions.clear()
         snapshot.bindings.clear()

@@ -13,8 +13,8 @@ from prometheus_client.registry import Collector
 
 from ..presence.agent import Agent
 from ..sip.endpoint import Endpoint
+from ..store.base import Store
 from ..store.commit import GroupCommit
-from ..store.sqlite import SqliteStore
 
 __all__ = ["SipCollector", "PresenceCollector", "StoreCollector"]
 
@@ -92,18 +92,18 @@ class PresenceCollector(Collector):
 class StoreCollector(Collector):
     """The writer's batches and failures, and what group commit holds back."""
 
-    def __init__(self, store: SqliteStore, commit: GroupCommit) -> None:
+    def __init__(self, store: Store, commit: GroupCommit) -> None:
         self.store = store
         self.commit = commit
 
     def collect(self) -> Iterator[Metric]:
-        store, commit = self.store, self.commit
+        health, commit = self.store.health(), self.commit
         for name, text, value in (
-                ("batches_written", "store transactions committed", store.batches_written),
-                ("rows_written", "rows written by the store", store.rows_written),
-                ("write_failures", "store transactions that failed", store.failures),
+                ("batches_written", "store transactions committed", health.batches_written),
+                ("rows_written", "rows written by the store", health.rows_written),
+                ("write_failures", "store transactions that failed", health.write_failures),
                 ("rows_dropped", "rows the store could never write, left out",
-                 store.rows_dropped),
+                 health.rows_dropped),
                 ("answers_withdrawn", "2xx answers replaced by 500 since their change "
                  "could not be committed", commit.withdrawn)):
             yield CounterMetricFamily(f"sipresence_store_{name}", text, value=value)

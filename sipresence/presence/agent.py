@@ -7,8 +7,8 @@ notifier, OPTIONS answered here.  It advertises exactly what it implements:
 ``Accept`` the body types PUBLISH takes, so OPTIONS, 405 and 489 answers stay true
 as capabilities are added.
 
-State changes are noted in a :class:`~sipresence.store.journal.Journal`; the
-application layer drains it into the store after each input.
+State changes are noted in a :class:`~sipresence.presence.journal.Journal`; group
+commit drains it into the store after each input.
 """
 
 from __future__ import annotations
@@ -26,19 +26,18 @@ from ..sip.headers import HeaderError
 from ..sip.message import Request, Response
 from ..sip.uas import make_response, origin
 from ..sip.uri import URI, AbsoluteURI, SipURI, parse_uri
-from ..store.journal import Journal
 from .dialogs import BusyLamps, Lines, dialog_package
+from .journal import Journal, Snapshot
 from .packages import PIDF, EventPackage
 from .policy import Authorization, Rule
 from .presentity import PRESENCE_CLOCK, Presentities, presence_package, watcherinfo_package
 from .publications import (
     EventStateCompositor,
-    Publication,
     PublishError,
     PublishResult,
     new_etag,
 )
-from .registrar import Binding, RegisterError, Registrar
+from .registrar import RegisterError, Registrar
 from .routing import Decision, RoutingPolicy, decide, line_state
 from .subscriptions import Notifier, Subscription, SubState
 from .timers import DeadlineQueue
@@ -503,17 +502,14 @@ class Agent:
         self.notifier.handle_timer(now)
         self.notifier.flush(now)
 
-    def restore(self, publications: Iterable[Publication],
-                subscriptions: Iterable[Subscription], now: float,
-                bindings: Iterable[Binding] = (), rules: Iterable[Rule] = (),
-                clock: int = 0) -> None:
+    def restore(self, snapshot: Snapshot, now: float) -> None:
         """Load stored state (counters come back as the reservations the store held)."""
-        self.presentities.restore_clock(clock)
-        for rule in rules:
+        self.presentities.restore_clock(snapshot.clock)
+        for rule in snapshot.rules:
             self.authorization.restore(rule)
-        for binding in bindings:
+        for binding in snapshot.bindings:
             self.registrar.restore(binding)
-        for publication in publications:
+        for publication in snapshot.publications:
             package = self.packages.get(publication.package)
             if package is None or package.parse is None:
                 continue
@@ -522,7 +518,7 @@ class Agent:
             except ValueError:
                 continue
             self.publications.restore(publication)
-        for subscription in subscriptions:
+        for subscription in snapshot.subscriptions:
             if subscription.package not in self.packages:
                 continue
             self.notifier.restore(subscription)

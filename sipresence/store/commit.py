@@ -1,7 +1,7 @@
 """Group commit: no answer leaves before the state it acknowledges is durable.
 
 The core changes its state and answers at once; what it changed waits in the
-:class:`~sipresence.store.journal.Journal`.  :class:`GroupCommit` stands between
+:class:`~sipresence.presence.journal.Journal`.  :class:`GroupCommit` stands between
 the core and the network: everything the core sends after a change (the 200 to a
 PUBLISH, the NOTIFYs it causes, the next retransmission of that 200) is held until
 the batch holding the change is committed, and everything sent after it waits
@@ -25,22 +25,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 
+from ..presence.journal import Journal
 from ..sip.endpoint import Transmit
-from .journal import Journal
+from .base import Change, RowsRefused
 
-__all__ = ["GroupCommit", "RowsRefused"]
+__all__ = ["GroupCommit"]
 
 log = logging.getLogger("sipresence.store")
 
-class RowsRefused(Exception):
-    """A batch held rows the store can never write (and left out); the rest of it is
-    written and the store goes on writing.  Its answers are withdrawn all the same,
-    since which of them the refused rows acknowledged is not known."""
-
-
-Submit = Callable[[Iterable[tuple[str, Hashable, object | None]]], int]
+Submit = Callable[[Iterable[Change]], int]
 Withdraw = Callable[[Transmit], Transmit]
 Waiter = Callable[[BaseException | None], None]
 

@@ -31,25 +31,23 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..presence.journal import Snapshot
 from ..presence.policy import Rule
 from ..presence.presentity import PRESENCE_CLOCK
 from ..presence.publications import Publication
 from ..presence.registrar import Binding
 from ..presence.subscriptions import Subscription, SubState
-from .commit import RowsRefused
+from .base import Change, Done, RowsRefused, StoreError, StoreHealth
 
-__all__ = ["SqliteStore", "Snapshot", "StoreError", "SCHEMA_VERSION"]
+__all__ = ["SqliteStore", "SCHEMA_VERSION"]
 
 log = logging.getLogger("sipresence.store")
 
 Row = tuple[object, ...]
 Op = tuple[str, Hashable, Row | None]
-# Reported for each batch: its number, and None when it was committed or the error.
-Done = Callable[[int, BaseException | None], None]
 # How long a write waits for another process's lock before it counts as failed.
 BUSY_TIMEOUT_MS = 2000
 
@@ -95,18 +93,6 @@ _TABLES = {"publication": ("publications", "etag", _PUB_COLUMNS),
            "meta": ("meta", "key", ("key", "value"))}
 
 
-@dataclass
-class Snapshot:
-    """Everything read back at start-up."""
-
-    publications: list[Publication]
-    subscriptions: list[Subscription]
-    clean: bool  # False: the last run did not shut down cleanly
-    bindings: list[Binding] = field(default_factory=list)
-    rules: list[Rule] = field(default_factory=list)
-    clock: int = 0  # the presentity version clock as reserved (Presentities)
-
-
 def publication_row(p: Publication) -> Row:
     return (p.etag, p.resource, p.package, p.content_type, p.body, p.expires_at,
             p.updated_at, p.publisher, p.call_id)
@@ -135,10 +121,6 @@ def rule_row(r: Rule) -> Row:
 _ROWS: dict[str, Callable[[Any], Row]] = {
     "publication": publication_row, "subscription": subscription_row, "binding": binding_row,
     "rule": rule_row, "meta": tuple}
-
-
-class StoreError(Exception):
-    """The database cannot be opened, read or written; the message says why and where."""
 
 
 def _storable(row: Row) -> Row:
@@ -212,7 +194,7 @@ class SqliteStore:
         self._retry: dict[tuple[str, Hashable], Row | None] = {}
         self.batches_written = 0
         self.rows_written = 0
-        self.failures = 0
+        self.write_failures = 0
         self.rows_dropped = 0
         self._loaded = False  # only a store that was loaded marks its clean shutdown
 
@@ -295,7 +277,7 @@ class SqliteStore:
         self._thread.start()
 
     # -- the reactor side --------------------------------------------------------------
-    def submit(self, ops: Iterable[tuple[str, Hashable, object | None]]) -> int:
+    def submit(self, ops: Iterable[Change]) -> int:
         """Hand journal operations to the writer; returns the batch's number.
 
         Rows are made now, on the caller's thread, so the writer never reads objects
@@ -339,6 +321,10 @@ class SqliteStore:
         self._db.close()
         return clean
 
+    def health(self) -> StoreHealth:
+        return StoreHealth(self.batches_written, self.rows_written, self.write_failures,
+                           self.rows_dropped)
+
     # -- the writer thread -------------------------------------------------------------
     def _write_loop(self) -> None:
         while True:
@@ -371,7 +357,7 @@ class SqliteStore:
             self._commit(latest)
         except _UNWRITABLE as exc:
             self._rollback()
-            self.failures += 1
+            self.write_failures += 1
             self._drop_unwritable(latest)
             if self._retry:
                 return exc  # and the database failed too meanwhile
@@ -380,7 +366,7 @@ class SqliteStore:
         except Exception as exc:  # noqa: BLE001 - the database's: kept for the next try
             self._rollback()
             self._retry = latest
-            self.failures += 1
+            self.write_failures += 1
             return exc
         self.batches_written += 1
         self.rows_written += len(latest)

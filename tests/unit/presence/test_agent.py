@@ -8,6 +8,7 @@ from sipresence.documents.pidf import parse_pidf
 from sipresence.documents.watcherinfo import parse_watcherinfo
 from sipresence.documents.xml import schema
 from sipresence.presence.agent import Agent
+from sipresence.presence.journal import Snapshot
 from sipresence.sip.endpoint import Endpoint, Peer
 from sipresence.sip.message import Request, Response
 from sipresence.sip.parser import parse_datagram
@@ -89,8 +90,7 @@ class Phone:
         store.close()
         snapshot = SqliteStore(path).load()
         after = Phone(**agent_kwargs)
-        after.agent.restore(snapshot.publications, snapshot.subscriptions, now,
-                            snapshot.bindings, snapshot.rules, snapshot.clock)
+        after.agent.restore(snapshot, now)
         after.now = now
         return after
 
@@ -270,7 +270,7 @@ def test_state_in_the_journal_restores_into_a_new_agent_with_counters_intact():
     assert [pub.etag for pub in publications] == [etag]
 
     q = Phone()
-    q.agent.restore(publications, subscriptions, now=10.0)
+    q.agent.restore(Snapshot(publications, subscriptions), now=10.0)
     q.now = 10.0
     modified = q.publish(basic="closed", headers=[f"SIP-If-Match: {etag}"], cseq=2)
     assert modified.status == 200  # the entity tag survived

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from sipresence.presence.agent import CHANGES_STATE, Agent
+from sipresence.presence.journal import Journal
 from sipresence.sip.endpoint import Endpoint, Peer, Transmit
 from sipresence.sip.message import Response
 from sipresence.sip.parser import parse_datagram
 from sipresence.store.commit import GroupCommit
-from sipresence.store.journal import Journal
 
 PEER = Peer("UDP", "127.0.0.1", 5070, None, ("127.0.0.1", 5060))
 
@@ -165,7 +165,7 @@ def test_while_the_store_fails_notifies_and_reads_still_go_out_and_back_off_grow
 def test_a_batch_with_rows_the_store_refused_withdraws_its_answers_but_nothing_else():
     """A row no retry could write (left out by the store) must not make one request
     put everyone else's changes on 503."""
-    from sipresence.store.commit import RowsRefused
+    from sipresence.store.base import RowsRefused
 
     agent, endpoint, store, commit, states = stack()
     endpoint.receive_datagram(register(), PEER, 0.0)

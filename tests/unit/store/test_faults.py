@@ -12,8 +12,8 @@ from dataclasses import replace
 import pytest
 
 from sipresence.presence.publications import Publication
-from sipresence.store.commit import RowsRefused
-from sipresence.store.sqlite import SCHEMA_VERSION, SqliteStore, StoreError
+from sipresence.store.base import RowsRefused, StoreError
+from sipresence.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 
 def publication(etag="e1", body=b"<presence/>", publisher="udp:192.0.2.1:5060"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from sipresence.presence.journal import Journal
 from sipresence.presence.publications import Publication
 from sipresence.presence.subscriptions import Subscription, SubState
-from sipresence.store.journal import Journal
 from sipresence.store.sqlite import SqliteStore
 
 
