@@ -6,8 +6,9 @@ import timeit
 from pathlib import Path
 
 from sipresence.presence.agent import Agent
-from sipresence.sip.endpoint import Endpoint, Peer
+from sipresence.sip.endpoint import Endpoint
 from sipresence.sip.parser import parse_datagram, validate
+from sipresence.sip.transport import Peer
 
 BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\r\n'
         b'<presence xmlns="urn:ietf:params:xml:ns:pidf" '

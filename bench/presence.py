@@ -166,8 +166,9 @@ def fanout(server: Server, watchers: int = 1000, changes: int = 10) -> None:
 def memory(subscriptions: int = 100_000) -> None:
     """Bytes held per idle subscription, through the real parser, endpoint and agent."""
     from sipresence.presence.agent import Agent
-    from sipresence.sip.endpoint import Endpoint, Peer
+    from sipresence.sip.endpoint import Endpoint
     from sipresence.sip.parser import parse_datagram
+    from sipresence.sip.transport import Peer
     from sipresence.sip.uas import make_response
 
     agent = Agent()

@@ -161,6 +161,7 @@ def build_services(config: Config, reactor: Any) -> Any:
     from .net.tcp import listen_tcp
     from .net.udp import listen_udp
     from .presence.agent import CHANGES_STATE, Agent
+    from .sip.admission import Admission
     from .sip.endpoint import Endpoint
     from .store.base import Store
     from .store.commit import GroupCommit
@@ -168,10 +169,10 @@ def build_services(config: Config, reactor: Any) -> Any:
 
     agent = Agent(domains=config.domains, user_agent=f"sipresence/{__version__}",
                   config=config.presence)
-    endpoint = Endpoint(agent, timers=config.timers)
+    endpoint = Endpoint(agent, timers=config.timers, admission=Admission(
+        retry_after=config.overload_retry_after, max_lag=config.overload_lag))
     agent.attach(endpoint)
     driver = Driver(reactor, endpoint, agent)
-    endpoint.overload_retry_after = config.overload_retry_after
     registry = CollectorRegistry()
     registry.register(SipCollector(endpoint))
     registry.register(PresenceCollector(agent))
@@ -302,7 +303,7 @@ class RestoreService(_service_base()):  # type: ignore[misc]
         snapshot.rules.clear()
         self.driver.flush()
         # Watched from now on: a long restore is not an overload.
-        self.driver.watch_load(max_lag=self.config.overload_lag)
+        self.driver.watch_load()
         if self.config.gc_tuning:
             tune_gc(self.driver.reactor)
 

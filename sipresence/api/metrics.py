@@ -54,10 +54,10 @@ class SipCollector(Collector):
                                   value=stats.shed)
         yield GaugeMetricFamily("sipresence_sip_overloaded",
                                 "1 while new requests are being shed",
-                                value=int(self.endpoint.overloaded))
+                                value=int(self.endpoint.admission.overloaded))
         yield GaugeMetricFamily("sipresence_sip_admitted_share",
                                 "Share of new requests taken on (1: all, less while overloaded)",
-                                value=self.endpoint.admit)
+                                value=self.endpoint.admission.admit)
         yield CounterMetricFamily("sipresence_sip_transaction_timeouts",
                                   "Client or INVITE server transactions that timed out",
                                   value=stats.timeouts)

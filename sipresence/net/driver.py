@@ -22,7 +22,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..sip.endpoint import Endpoint, Peer, Transmit
+from ..sip.endpoint import Endpoint
+from ..sip.transport import Peer, Transmit
 
 if TYPE_CHECKING:
     from ..store.commit import GroupCommit
@@ -283,47 +284,24 @@ class Driver:
         self.flush()
 
     # -- overload ----------------------------------------------------------------------
-    def watch_load(self, interval: float = 0.05, max_lag: float = 0.1, streak: int = 3,
-                   decrease: float = 0.75, floor: float = 0.02, step: float = 0.05,
-                   settle: float = 0.25) -> None:
-        """Admit only as much new work as the reactor keeps up with.
+    def watch_load(self, interval: float = 0.05) -> None:
+        """Tell the endpoint's admission control (``sip/admission.py``) every
+        *interval* seconds how late the reactor ran: input waited that long."""
+        self._tick_call = self.reactor.callLater(interval, self._tick, interval,
+                                                 self.now() + interval)
 
-        A timer that fires *max_lag* late means input waited that long.  One late tick
-        is a burst (a fan-out, a flood of re-SUBSCRIBEs after a restart) that the
-        reactor then catches up with; *streak* late ticks in a row mean input arrives
-        faster than it is handled.  From then on the share of new requests admitted
-        is multiplied by *decrease* (down to *floor*) while ticks stay late, at most
-        once per *settle* seconds (the backlog of before the cut has to drain before
-        the cut shows), and grows by *step* at every tick on time, back to all; the
-        rest get 503 at once.  Goodput stays near capacity under any offered load,
-        instead of all-or-nothing swings that let the socket buffer fill past the
-        senders' retransmission timers.
-        """
-        self._load = (interval, max_lag, streak, decrease, floor, step, settle)
-        self._late = 0
-        self._cut_at = float("-inf")
-        self._tick_call = self.reactor.callLater(interval, self._tick, self.now() + interval)
-
-    def _tick(self, expected: float) -> None:
-        interval, max_lag, streak, decrease, floor, step, settle = self._load
+    def _tick(self, interval: float, expected: float) -> None:
         now = self.now()
-        late = now - expected > max_lag
-        self._late = self._late + 1 if late else 0
-        endpoint = self.endpoint
-        if late and (self._late >= streak or endpoint.overloaded):
-            if now - self._cut_at >= settle:
-                if not endpoint.overloaded:
-                    log.warn("overloaded: {n} ticks in a row {lag:.0f} ms late or more, "
-                             "answering part of the new requests 503", n=self._late,
-                             lag=max_lag * 1000)
-                endpoint.admit = max(floor, endpoint.admit * decrease)
-                self._cut_at = now
-        elif not late and endpoint.overloaded:
-            endpoint.admit = min(1.0, endpoint.admit + step)
-            if not endpoint.overloaded:
-                log.info("load back to normal ({shed} requests shed so far)",
-                         shed=endpoint.stats.shed)
-        self._tick_call = self.reactor.callLater(interval, self._tick, now + interval)
+        admission = self.endpoint.admission
+        change = admission.tick(now - expected, now)
+        if change == "overloaded":
+            log.warn("overloaded: {n} ticks in a row {lag:.0f} ms late or more, answering "
+                     "part of the new requests 503", n=admission.late_ticks,
+                     lag=admission.max_lag * 1000)
+        elif change == "recovered":
+            log.info("load back to normal ({shed} requests shed so far)",
+                     shed=self.endpoint.stats.shed)
+        self._tick_call = self.reactor.callLater(interval, self._tick, interval, now + interval)
 
     def stop(self) -> None:
         self._stopped = True

@@ -18,8 +18,8 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from ..sip.endpoint import Peer
 from ..sip.parser import ParseError, StreamFramer
+from ..sip.transport import Peer
 from .driver import Driver
 
 log = Logger(namespace="sipresence.net.tcp")

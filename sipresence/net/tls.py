@@ -15,7 +15,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import IReactorSSL
 
-from ..sip.endpoint import Peer
+from ..sip.transport import Peer
 from .driver import Driver
 from .tcp import SipStreamFactory, SipStreamProtocol
 

@@ -9,7 +9,7 @@ from twisted.internet.interfaces import IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from ..sip.endpoint import Peer
+from ..sip.transport import Peer
 from .driver import Driver
 
 log = Logger(namespace="sipresence.net.udp")

@@ -20,7 +20,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IReactorSSL, IReactorTCP
 from twisted.logger import Logger
 
-from ..sip.endpoint import Peer
+from ..sip.transport import Peer
 from .driver import Driver
 
 log = Logger(namespace="sipresence.net.ws")

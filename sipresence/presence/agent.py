@@ -21,9 +21,10 @@ from ..documents.pidf import Basic, PresenceDocument, PresenceTuple, serialize_p
 from ..documents.rpid import Activities
 from ..documents.xml import Note
 from ..sip.digest import Authenticator
-from ..sip.endpoint import Endpoint, Peer
+from ..sip.endpoint import Endpoint
 from ..sip.headers import HeaderError
 from ..sip.message import Request, Response
+from ..sip.transport import Peer
 from ..sip.uas import make_response, origin
 from ..sip.uri import URI, AbsoluteURI, SipURI, parse_uri
 from .dialogs import BusyLamps, Lines, dialog_package

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-from ..sip.endpoint import Peer
 from ..sip.headers import HeaderError, parse_name_addr, parse_params
 from ..sip.message import Request, Response
+from ..sip.transport import Peer
 from ..sip.uas import RequestError, make_response, new_tag
 from ..sip.uri import SipURI, format_host, parse_uri
 from .packages import EventPackage, negotiate

@@ -18,14 +18,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import re
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .headers import HeaderError, split_commas
+from .admission import Admission
+from .headers import HeaderError
 from .message import Message, Request, Response
 from .parser import KEEPALIVE, ParseError, parse_datagram, validate
 from .transaction import (
@@ -42,48 +42,16 @@ from .transaction import (
     TimerConfig,
     Transaction,
 )
+from .transport import Peer, Transmit, answer_peer, stamp_via
 from .uas import check_request, make_response
 from .uri import format_host
 
-__all__ = ["Peer", "Transmit", "Application", "Endpoint", "EndpointStats"]
+__all__ = ["Application", "Endpoint", "EndpointStats"]
 
 log = logging.getLogger("sipresence.sip")
 
 MAGIC_COOKIE = "z9hG4bK"
 DEFAULT_TIMERS = TimerConfig()
-DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061, "WS": 80, "WSS": 443}
-_RPORT_RE = re.compile(r";[ \t]*rport(?=[ \t]*(?:[;=]|\Z))(?:[ \t]*=[ \t]*[0-9]*)?", re.I)
-_RECEIVED_RE = re.compile(r";[ \t]*received[ \t]*=[ \t]*[^;]*", re.I)
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """Where a message came from, or where one goes.
-
-    ``host`` is an IP address without brackets (or, for outgoing requests, a name the
-    network layer resolves).  ``connection`` names a stream connection that should be
-    used while it is open; ``local`` is the listener address the message came in on,
-    so that answers leave from the address the peer sent to.
-    """
-
-    transport: str
-    host: str
-    port: int
-    connection: int | None = None
-    local: tuple[str, int] | None = None
-
-    @property
-    def reliable(self) -> bool:
-        return self.transport != "UDP"
-
-
-@dataclass(frozen=True, slots=True)
-class Transmit:
-    """Bytes to send to a peer.  ``origin`` lets the network report a failure back."""
-
-    data: bytes
-    peer: Peer
-    origin: object = None
 
 
 class Application(Protocol):
@@ -151,6 +119,7 @@ class Endpoint:
         timers: TimerConfig = DEFAULT_TIMERS,
         schemes: Iterable[str] = ("sip", "sips", "pres"),
         stateless: Iterable[str] = ("OPTIONS",),
+        admission: Admission | None = None,
     ) -> None:
         self.app = app
         # Optional: an application with something to send after its answers (the
@@ -165,12 +134,8 @@ class Endpoint:
         self.timers = timers
         self.schemes = frozenset(schemes)
         self.stats = EndpointStats()
-        # The share of new work taken on, set by the network layer while it cannot
-        # keep up (see Driver): the rest is answered 503 with this Retry-After before
-        # any time is spent on it.  1.0: everything (not overloaded).
-        self.admit = 1.0
-        self._credit = 0.0
-        self.overload_retry_after = 2
+        # How much new work is taken on; the network layer steers it.
+        self.admission = admission or Admission()
         self.listeners: dict[str, tuple[str, int]] = {}
         self._server: dict[tuple[object, ...], _Entry] = {}
         self._merge: dict[tuple[object, ...], object] = {}
@@ -292,8 +257,8 @@ class Endpoint:
 
         A response is dropped (RFC 4475), and so is an ACK, which is never answered.
         A request is answered even without a usable Via, since RFC 3261 8.2 asks for
-        a 400 naming the missing header: :meth:`_answer_peer` then falls back to where
-        it came from (a datagram's source address, a stream's connection).  A request
+        a 400 naming the missing header: the answer then goes back to where it came
+        from (a datagram's source address, a stream's connection).  A request
         with no Via at all is answered over UDP only when the answer is no larger
         than the request (*size* bytes).
         A top Via that parses is stamped first (RFC 3261 18.2.1: received is added
@@ -307,7 +272,7 @@ class Endpoint:
             log.debug("dropped malformed message from %s:%s: %s", peer.host, peer.port, exc.reason)
             return
         try:
-            self._stamp_via(message, peer)
+            stamp_via(message, peer)
         except HeaderError:
             pass  # no Via, or not one to stamp: the answer goes to the source as it is
         response = make_response(message, exc.status, exc.reason)
@@ -321,10 +286,10 @@ class Endpoint:
             return
         log.debug("answering %s %s to %s:%s", exc.status, exc.reason, peer.host, peer.port)
         self._count_response(response.status)
-        self._out.append(Transmit(data, self._answer_peer(message, peer)))
+        self._out.append(Transmit(data, answer_peer(message, peer)))
 
     def _receive(self, message: Message, peer: Peer, now: float, size: int = 0) -> None:
-        if (self.admit < 1.0 and isinstance(message, Request)
+        if (self.admission.overloaded and isinstance(message, Request)
                 and self._shed_early(message, peer, now)):
             return
         try:
@@ -349,7 +314,7 @@ class Endpoint:
         self._apply(entry, entry.tx.handle(event, now, response=response), now)
 
     def _receive_request(self, request: Request, peer: Peer, now: float) -> None:
-        self._stamp_via(request, peer)
+        stamp_via(request, peer)
         method = request.method
         self.stats.requests[method] += 1
         if method == "ACK":
@@ -361,7 +326,7 @@ class Endpoint:
             response = self._first_response(None, request, peer, now)
             if response is not None:
                 self._count_response(response.status)
-                self._out.append(Transmit(response.to_bytes(), self._answer_peer(request, peer)))
+                self._out.append(Transmit(response.to_bytes(), answer_peer(request, peer)))
             if self._after_response is not None:
                 self._after_response(now)
             return
@@ -380,13 +345,9 @@ class Endpoint:
         if self._after_response is not None:
             self._after_response(now)
 
-    @property
-    def overloaded(self) -> bool:
-        return self.admit < 1.0
-
     def _shed_early(self, request: Request, peer: Peer, now: float) -> bool:
-        """While overloaded, answer the share of new work not admitted 503 before
-        spending time on it (an even spread: with ``admit`` 0.25, one in four is taken).
+        """While overloaded, answer the new work not admitted (``sip/admission.py``)
+        503 before spending time on it.
 
         New work is an out-of-dialog request that is not a retransmission; in-dialog
         requests (subscription refreshes), ACK, CANCEL and retransmissions of
@@ -412,15 +373,13 @@ class Endpoint:
             return False  # let validation answer it
         if key in self._server:
             return False
-        self._credit += self.admit
-        if self._credit >= 1.0:
-            self._credit -= 1.0
+        if self.admission.admits():
             return False
-        self._stamp_via(request, peer)
+        stamp_via(request, peer)
         self.stats.requests[method] += 1
         self.stats.shed += 1
         response = make_response(request, 503, headers=[
-            ("Retry-After", str(self.overload_retry_after))])
+            ("Retry-After", str(self.admission.retry_after))])
         self._send_response(self._open_server(request, key, peer), response, now)
         return True
 
@@ -428,7 +387,7 @@ class Endpoint:
         """A new server transaction for *request*, in the table under *key*."""
         tx_class = InviteServer if request.method == "INVITE" else NonInviteServer
         entry = _Entry(tx_class(key, peer.reliable, self.timers),
-                       self._answer_peer(request, peer), request)
+                       answer_peer(request, peer), request)
         self._server[key] = entry
         return entry
 
@@ -530,53 +489,3 @@ class Endpoint:
             return (branch, via.host, via.port, method)
         return ("2543", request.uri, request.from_.tag, request.call_id,
                 request.cseq.number, via.host, via.port, method)
-
-    @staticmethod
-    def _stamp_via(request: Request, peer: Peer) -> None:
-        """Add received and fill rport in the top Via (RFC 3261 18.2.1, RFC 3581).
-
-        A received the request brought is replaced, even when the sent-by is the
-        source: it would tell the client a wrong address.  The header text and the
-        cached parsed Via are updated together, so the Via is not parsed twice.
-        Raises HeaderError when there is no top Via or it does not parse.
-        """
-        via = request.top_via
-        wants_rport = "rport" in via.params
-        if (not wants_rport and via.host.strip("[]") == peer.host
-                and "received" not in via.params):
-            return
-        values = request.headers._fields["via"]
-        elements = split_commas(values[0]) if "," in values[0] else [values[0]]
-        top = _RECEIVED_RE.sub("", elements[0]) if "received" in via.params else elements[0]
-        if wants_rport:
-            top = _RPORT_RE.sub(f";rport={peer.port}", top, count=1)
-            via.params["rport"] = str(peer.port)
-        elements[0] = f"{top};received={peer.host}"
-        via.params["received"] = peer.host
-        values[0] = elements[0] if len(elements) == 1 else ", ".join(elements)
-        request.forget("vias")
-
-    @staticmethod
-    def _answer_peer(request: Request, peer: Peer) -> Peer:
-        """Where responses go (RFC 3261 18.2.2 with RFC 3581): always the source address.
-
-        Streams answer on the connection the request came on.  Datagrams go to the
-        source address (the received that :meth:`_stamp_via` wrote), at the source
-        port when the Via asked for rport, else at the sent-by port.  Nothing written
-        in the Via is ever an address to send to: a name would be looked up in DNS and
-        a private address is not where a client behind NAT hears, so its answer would
-        be lost; and ``maddr`` (RFC 3261 18.2.2's multicast rule) is ignored because a
-        forged one would reflect answers at a third party.
-        """
-        try:
-            via = request.top_via
-        except HeaderError:
-            return peer  # no Via or a malformed one: the source is all there is
-        if peer.reliable:
-            # The same connection; should it close, a new one to received:sent-by port.
-            port = via.port or DEFAULT_PORTS.get(peer.transport, 5060)
-            return Peer(peer.transport, peer.host, port, peer.connection, peer.local)
-        port = peer.port if "rport" in via.params else via.port or DEFAULT_PORTS["UDP"]
-        if port == peer.port:
-            return peer
-        return Peer("UDP", peer.host, port, None, peer.local)

@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Iterable
 
 from ..presence.journal import Journal
-from ..sip.endpoint import Transmit
+from ..sip.transport import Transmit
 from .base import Change, RowsRefused
 
 __all__ = ["GroupCommit"]

@@ -38,9 +38,10 @@ from lxml import etree
 from sipresence.documents.xml import schema
 from sipresence.presence import subscriptions
 from sipresence.presence.agent import Agent, AgentConfig
-from sipresence.sip.endpoint import Endpoint, Peer
+from sipresence.sip.endpoint import Endpoint
 from sipresence.sip.message import Message, Request, Response
 from sipresence.sip.parser import ParseError, StreamFramer, parse_datagram, validate
+from sipresence.sip.transport import Peer
 from sipresence.sip.uas import make_response
 from sipresence.store.sqlite import SqliteStore
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from sipresence.sip.endpoint import Endpoint, Peer
+from sipresence.sip.endpoint import Endpoint
 from sipresence.sip.message import Message, Request, Response
 from sipresence.sip.parser import ParseError, parse_datagram, validate
+from sipresence.sip.transport import Peer
 from sipresence.sip.uas import check_request, make_response
 
 ALLOWED = ("OPTIONS", "INVITE", "ACK", "CANCEL", "REGISTER", "SUBSCRIBE", "NOTIFY", "PUBLISH")

@@ -6,6 +6,7 @@ from twisted.internet.task import Clock
 
 from sipresence.net.driver import Driver
 from sipresence.presence.agent import Agent
+from sipresence.sip.admission import Admission
 from sipresence.sip.endpoint import Endpoint
 
 
@@ -19,29 +20,30 @@ def make():
 
 def test_a_reactor_late_again_and_again_sheds_a_growing_share_then_takes_all_again():
     clock, endpoint, driver = make()
-    driver.watch_load(interval=0.05, max_lag=0.1, streak=3, decrease=0.75, floor=0.02,
-                      step=0.05, settle=0.25)
+    endpoint.admission = Admission(max_lag=0.1, streak=3, decrease=0.75, floor=0.02,
+                                   step=0.05, settle=0.25)
+    driver.watch_load(interval=0.05)
     clock.advance(0.05)
-    assert endpoint.admit == 1.0
+    assert endpoint.admission.admit == 1.0
     clock.advance(0.5)  # one tick 450 ms late: a burst, caught up with
     clock.advance(0.05)
-    assert endpoint.admit == 1.0 and not endpoint.overloaded
+    assert endpoint.admission.admit == 1.0 and not endpoint.admission.overloaded
     for _ in range(3):  # late every time: input arrives faster than it is handled
         clock.advance(0.2)
-    assert endpoint.overloaded and endpoint.admit == 0.75
+    assert endpoint.admission.overloaded and endpoint.admission.admit == 0.75
     clock.advance(0.2)  # still late, but the cut has not had time to show
-    assert endpoint.admit == 0.75
+    assert endpoint.admission.admit == 0.75
     clock.advance(0.2)
-    assert endpoint.admit == 0.75 * 0.75
+    assert endpoint.admission.admit == 0.75 * 0.75
     for _ in range(30):  # late and late again: cut, never below the floor
         clock.advance(0.2)
-    assert endpoint.admit == 0.02
+    assert endpoint.admission.admit == 0.02
     for _ in range(10):  # on time: the share grows back step by step
         clock.advance(0.05)
-    assert 0.5 < endpoint.admit < 0.53 and endpoint.overloaded
+    assert 0.5 < endpoint.admission.admit < 0.53 and endpoint.admission.overloaded
     for _ in range(10):
         clock.advance(0.05)
-    assert endpoint.admit == 1.0 and not endpoint.overloaded
+    assert endpoint.admission.admit == 1.0 and not endpoint.admission.overloaded
     driver.stop()
     assert not clock.getDelayedCalls()
 
@@ -49,8 +51,8 @@ def test_a_reactor_late_again_and_again_sheds_a_growing_share_then_takes_all_aga
 def test_a_datagram_with_no_socket_to_leave_from_fails_its_transaction():
     clock, endpoint, driver = make()
     endpoint.add_listener("UDP", "127.0.0.1", 5060)
-    from sipresence.sip.endpoint import Peer
     from sipresence.sip.message import Request
+    from sipresence.sip.transport import Peer
 
     notify = Request("NOTIFY", "sip:bob@192.0.2.7")
     for name, value in (("From", "<sip:a@b>;tag=1"), ("To", "<sip:bob@b>;tag=2"),
@@ -78,7 +80,7 @@ class Listener:
 
 
 def test_the_driver_sends_an_answer_only_once_its_change_is_committed():
-    from sipresence.sip.endpoint import Peer
+    from sipresence.sip.transport import Peer
     from sipresence.store.commit import GroupCommit
     from tests.unit.store.test_commit import register
 

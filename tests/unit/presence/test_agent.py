@@ -9,9 +9,10 @@ from sipresence.documents.watcherinfo import parse_watcherinfo
 from sipresence.documents.xml import schema
 from sipresence.presence.agent import Agent
 from sipresence.presence.journal import Snapshot
-from sipresence.sip.endpoint import Endpoint, Peer
+from sipresence.sip.endpoint import Endpoint
 from sipresence.sip.message import Request, Response
 from sipresence.sip.parser import parse_datagram
+from sipresence.sip.transport import Peer
 from sipresence.sip.uas import make_response
 
 PEER = Peer("UDP", "192.0.2.7", 5070, None, ("127.0.0.1", 5060))

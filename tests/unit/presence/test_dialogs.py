@@ -10,7 +10,7 @@ from sipresence.documents.dialoginfo import Dialog, DialogInfo, Participant, par
 from sipresence.documents.pidf import parse_pidf
 from sipresence.documents.xml import schema
 from sipresence.presence.dialogs import merge
-from sipresence.sip.endpoint import Peer
+from sipresence.sip.transport import Peer
 
 from .test_agent import PEER, Phone, subscribe_headers
 

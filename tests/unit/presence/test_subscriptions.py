@@ -6,9 +6,9 @@ import pytest
 
 from sipresence.presence.packages import EventPackage
 from sipresence.presence.subscriptions import Notifier, SubState
-from sipresence.sip.endpoint import Peer
 from sipresence.sip.message import Response
 from sipresence.sip.parser import parse_datagram
+from sipresence.sip.transport import Peer
 from sipresence.sip.uas import make_response
 
 PKG = EventPackage("presence", ("application/pidf+xml", "application/xpidf+xml"),

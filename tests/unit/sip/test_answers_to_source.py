@@ -14,10 +14,11 @@ from __future__ import annotations
 import pytest
 
 from sipresence.presence.agent import Agent
-from sipresence.sip.endpoint import Endpoint, Peer, Transmit
+from sipresence.sip.endpoint import Endpoint
 from sipresence.sip.headers import HeaderError, Via
 from sipresence.sip.message import Message, Request, Response
 from sipresence.sip.parser import ParseError, StreamFramer, parse_datagram
+from sipresence.sip.transport import Peer, Transmit
 from tests.support.torture import MESSAGES, RESPONSES, rename_via
 
 SOURCE = ("127.0.0.1", 40123)  # a port no message names in its Via
@@ -213,7 +214,7 @@ def test_the_endpoints_own_answers_are_stamped_and_go_to_the_source():
     ep = Endpoint(Failing())
     ep.receive_datagram(subscribe("z9hG4bK-a"), UDP, 0.0)
     ep.receive_datagram(subscribe("z9hG4bK-b"), UDP, 0.0)  # same request, another branch
-    ep.admit = 0.0
+    ep.admission.admit = 0.0
     ep.receive_datagram(subscribe("z9hG4bK-c", "own-2"), UDP, 0.0)
     out = responses(ep.transmissions())
     assert [response.status for response, _ in out] == [500, 482, 503]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sipresence.sip.endpoint import Endpoint, Peer
+from sipresence.sip.endpoint import Endpoint
 from sipresence.sip.message import Request, Response
 from sipresence.sip.parser import StreamFramer, parse_datagram
+from sipresence.sip.transport import Peer
 from sipresence.sip.uas import make_response
 
 CLIENT = Peer("UDP", "192.0.2.7", 5070, None, ("127.0.0.1", 5060))
@@ -352,7 +353,7 @@ def test_overloaded_endpoint_sheds_new_requests_but_serves_dialogs_and_retransmi
     ep = Endpoint(app)
     ep.receive_datagram(request("SUBSCRIBE", "z9hG4bK-old", cseq="1 SUBSCRIBE"), CLIENT, 0.0)
     answers(ep)
-    ep.admit = 0.0
+    ep.admission.admit = 0.0
     ep.receive_datagram(request("SUBSCRIBE", "z9hG4bK-new", cseq="1 SUBSCRIBE",
                                 call_id="call-2"), CLIENT, 0.1)
     ep.receive_datagram(request(branch="z9hG4bK-opt", call_id="call-3"), CLIENT, 0.1)
@@ -373,17 +374,17 @@ def test_a_shed_request_retransmitted_after_the_load_fell_gets_the_same_503():
     refused, and would make its publication or subscription again)."""
     app = App()
     ep = Endpoint(app)
-    ep.admit = 0.0
+    ep.admission.admit = 0.0
     shed = request("SUBSCRIBE", "z9hG4bK-shed", cseq="1 SUBSCRIBE", call_id="call-shed")
     ep.receive_datagram(shed, CLIENT, 0.0)
     [(first, _)] = answers(ep)
-    ep.admit = 1.0
+    ep.admission.admit = 1.0
     ep.receive_datagram(shed, CLIENT, 0.5)
     [(again, _)] = answers(ep)
     assert (first.status, again.status) == (503, 503) and app.seen == []
     assert ep.stats.shed == 1 and ep.stats.retransmissions_absorbed == 1
     invite = request("INVITE", "z9hG4bK-inv", cseq="1 INVITE", call_id="call-inv")
-    ep.admit = 0.0
+    ep.admission.admit = 0.0
     ep.receive_datagram(invite, CLIENT, 1.0)
     [(refused, _)] = answers(ep)
     assert refused.status == 503 and ep.transaction_count() == 2
@@ -421,7 +422,7 @@ def test_answered_transactions_let_go_of_their_parsed_request():
 def test_while_overloaded_the_admitted_share_of_new_requests_is_served_evenly():
     app = App()
     ep = Endpoint(app)
-    ep.admit = 0.25
+    ep.admission.admit = 0.25
     for i in range(12):
         ep.receive_datagram(request("SUBSCRIBE", f"z9hG4bK-{i}", cseq="1 SUBSCRIBE",
                                     call_id=f"call-{i}"), CLIENT, 0.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipresence.sip.endpoint import Endpoint, Peer
+from sipresence.sip.endpoint import Endpoint
 from sipresence.sip.message import COMPACT_FORMS, Request, Response
 from sipresence.sip.parser import (
     KEEPALIVE,
@@ -13,6 +13,7 @@ from sipresence.sip.parser import (
     StreamFramer,
     parse_datagram,
 )
+from sipresence.sip.transport import Peer
 from tests.support.sipcheck import App, answer, parse, parse_error
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sipresence.presence.agent import CHANGES_STATE, Agent
 from sipresence.presence.journal import Journal
-from sipresence.sip.endpoint import Endpoint, Peer, Transmit
+from sipresence.sip.endpoint import Endpoint
 from sipresence.sip.message import Response
 from sipresence.sip.parser import parse_datagram
+from sipresence.sip.transport import Peer, Transmit
 from sipresence.store.commit import GroupCommit
 
 PEER = Peer("UDP", "127.0.0.1", 5070, None, ("127.0.0.1", 5060))
