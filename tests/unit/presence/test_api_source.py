@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sipresence.documents.pidf import parse_pidf
-
-from .test_agent import Phone, subscribe_headers
+from tests.support.phone import Phone, subscribe_headers
 
 ALICE = "sip:alice@example.com"
 

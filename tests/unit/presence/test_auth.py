@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sipresence.presence.agent import AgentConfig
+from tests.support.phone import PIDF, Phone, subscribe_headers
 
 from ..sip.test_digest import answer
-from .test_agent import PIDF, Phone, subscribe_headers
 
 USERS = {"alice": "s3cret", "bob": "hunter2"}
 

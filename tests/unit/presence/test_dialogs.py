@@ -11,8 +11,7 @@ from sipresence.documents.pidf import parse_pidf
 from sipresence.documents.xml import schema
 from sipresence.presence.dialogs import merge
 from sipresence.sip.transport import Peer
-
-from .test_agent import PEER, Phone, subscribe_headers
+from tests.support.phone import PEER, Phone, subscribe_headers
 
 SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "reference" / "samples"
 BOB = Participant("sip:bob@example.com", "Bob", "sip:bob@192.0.2.9")
@@ -232,8 +231,7 @@ def test_a_call_left_up_past_max_call_goes_stale():
 
 def test_registrations_can_be_left_out_of_presence():
     from sipresence.presence.agent import AgentConfig
-
-    from .test_agent import register
+    from tests.support.phone import register
 
     p = Phone(config=AgentConfig(registrations_as_source=False))
     assert register(p).status == 200

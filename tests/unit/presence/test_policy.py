@@ -8,8 +8,7 @@ from sipresence.documents.pidf import parse_pidf
 from sipresence.documents.watcherinfo import parse_watcherinfo
 from sipresence.presence.agent import Agent, AgentConfig
 from sipresence.presence.policy import Authorization, Rule, rule_target
-
-from .test_agent import Phone, subscribe_headers
+from tests.support.phone import Phone, subscribe_headers
 
 ALICE = "sip:alice@example.com"
 

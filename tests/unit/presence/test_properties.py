@@ -9,8 +9,8 @@ from lxml import etree
 
 from sipresence.documents.xml import schema
 from sipresence.sip.message import Request
+from tests.support.phone import PIDF, Phone, subscribe_headers
 
-from .test_agent import PIDF, Phone, subscribe_headers
 from .test_dialogs import dialog_doc, publish_dialog
 
 PRESENCE_BODY = PIDF.format(basic="open", activity="busy", note="In a meeting").encode()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from sipresence.presence.routing import LineState, RoutingPolicy, decide, warning_text
-
-from .test_agent import PIDF, Phone, invite, register
+from tests.support.phone import PIDF, Phone, invite, register
 
 POLICY = RoutingPolicy()
 AVAILABLE = LineState("open", registered=True, contacts=("sip:alice@192.0.2.7:5070",))
