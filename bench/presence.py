@@ -174,7 +174,6 @@ def memory(subscriptions: int = 100_000) -> None:
     agent = Agent()
     endpoint = Endpoint(agent)
     endpoint.add_listener("UDP", "127.0.0.1", 5060)
-    agent.attach(endpoint)
     peer = Peer("UDP", "192.0.2.7", 5070, None, ("127.0.0.1", 5060))
     gc.collect()
     tracemalloc.start()

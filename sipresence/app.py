@@ -171,7 +171,6 @@ def build_services(config: Config, reactor: Any) -> Any:
                   config=config.presence)
     endpoint = Endpoint(agent, timers=config.timers, admission=Admission(
         retry_after=config.overload_retry_after, max_lag=config.overload_lag))
-    agent.attach(endpoint)
     driver = Driver(reactor, endpoint, agent)
     registry = CollectorRegistry()
     registry.register(SipCollector(endpoint))

@@ -146,9 +146,8 @@ class PresentitiesResource(_AgentResource):
                 return 200, presentity_state(self.agent, aor, self.driver.now())
             if method == b"PUT":
                 self._put_state(aor, self._body(request))
-            elif not self.agent.clear_api_state(aor, self.driver.now()):
+            elif not self.driver.call(self.agent.clear_api_state, aor):
                 raise ApiError(404, "no api source for this presentity")
-            self.driver.flush()
             return 200, presentity_state(self.agent, aor, self.driver.now())
         if len(parts) == 2 and parts[1] == "watchers":
             self._allow(method, b"GET")
@@ -156,18 +155,16 @@ class PresentitiesResource(_AgentResource):
         if len(parts) == 3 and parts[1] == "rules" and parts[2]:
             self._allow(method, b"PUT", b"DELETE")
             aor, watcher = self._aor(parts[0]), self._watcher(parts[2])
-            now = self.driver.now()
             if method == b"PUT":
                 action = self._body(request).get("sub_handling")
                 try:
-                    rule = self.agent.set_rule(aor, watcher, action, now)
+                    rule = self.driver.call(self.agent.set_rule, aor, watcher, action)
                 except ValueError as exc:
                     raise ApiError(400, str(exc)) from None
             else:
-                rule = self.agent.remove_rule(aor, watcher, now)
+                rule = self.driver.call(self.agent.remove_rule, aor, watcher)
                 if rule is None:
                     raise ApiError(404, "no rule for this watcher")
-            self.driver.flush()
             return 200, {"presentity": rule.presentity, "watcher": rule.watcher,
                          "sub_handling": rule.action if method == b"PUT" else None}
         raise ApiError(404, "no such resource")
@@ -186,8 +183,8 @@ class PresentitiesResource(_AgentResource):
         if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int)):
             raise ApiError(400, "expires must be a whole number of seconds")
         try:
-            self.agent.set_api_state(aor, body.get("basic"), activities, note, expires,
-                                     self.driver.now())
+            self.driver.call(self.agent.set_api_state, aor, body.get("basic"), activities,
+                             note, expires)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
 

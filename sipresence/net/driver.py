@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..store.commit import GroupCommit
 
 log = Logger(namespace="sipresence.net")
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=4096)
@@ -179,10 +180,20 @@ class Driver:
     def unregister_connection(self, number: int) -> None:
         self.connections.pop(number, None)
 
+    def call(self, door: Callable[..., T], *args: Any) -> T:
+        """Call one of the application's doors from outside SIP (the HTTP API, a
+        bridge) with the time, ``door(*args, now)``, then send what it caused: the
+        caller never has to remember to."""
+        try:
+            return door(*args, self.now())
+        finally:
+            self.flush()
+
     # -- output ----------------------------------------------------------------------
     def flush(self) -> None:
         """Send everything queued (once durable) and re-arm the timer; call after
-        every input."""
+        every input.  The application's queued requests are taken first."""
+        self.endpoint.pump(self.now())
         out = self.endpoint.transmissions()
         if self.commit is not None:
             out = self.commit.gate(out, self.now())

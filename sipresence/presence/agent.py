@@ -21,7 +21,7 @@ from ..documents.pidf import Basic, PresenceDocument, PresenceTuple, serialize_p
 from ..documents.rpid import Activities
 from ..documents.xml import Note
 from ..sip.digest import Authenticator
-from ..sip.endpoint import Endpoint
+from ..sip.endpoint import Outgoing
 from ..sip.headers import HeaderError
 from ..sip.message import Request, Response
 from ..sip.transport import Peer
@@ -105,7 +105,6 @@ class Agent:
         self.domains = frozenset(d.lower() for d in domains)
         self.user_agent = user_agent
         self.journal = Journal()
-        self.endpoint: Endpoint | None = None
         self.packages: dict[str, EventPackage] = {}
         bounds = (config.min_expires, config.max_expires)
         for package in (presence_package(*bounds), watcherinfo_package(*bounds),
@@ -130,7 +129,7 @@ class Agent:
         # API's live updates); they read the new state when they choose to.
         self.presence_listeners: list[Callable[[str], None]] = []
         self.notifier = Notifier(
-            self.packages, self._send, self._render, policy=self._policy,
+            self.packages, self._render, policy=self._policy,
             observe=self._watcher_event,
             persist=lambda s: self.journal.put("subscription", s.id, s),
             forget=self._forget_subscription,
@@ -153,10 +152,6 @@ class Agent:
         # that requests changing stored state get, since their change could not be
         # made durable.  None: the store writes.
         self.refusing: int | None = None
-
-    def attach(self, endpoint: Endpoint) -> None:
-        """The endpoint NOTIFYs are sent through (it holds this agent as its TU)."""
-        self.endpoint = endpoint
 
     # -- capabilities --------------------------------------------------------------------
     @property
@@ -213,10 +208,17 @@ class Agent:
             return make_response(request, 403, "Not Your Address")
         return None
 
-    def after_response(self, now: float) -> None:
-        """Called once a request was answered (NOTIFYs follow their 2xx) and once a
-        NOTIFY's final answer came (a change waiting for it goes out)."""
+    def outgoing(self, now: float) -> list[Outgoing]:
+        """The requests to send now (the endpoint takes them after every input, the
+        network layer after every call from elsewhere): the NOTIFYs that are due."""
         self.notifier.flush(now)
+        return self.notifier.take()
+
+    def handle_response(self, ref: object, response: Response, now: float) -> None:
+        """The final answer to a request :meth:`outgoing` gave (its reference is the
+        subscription a NOTIFY was for)."""
+        assert isinstance(ref, Subscription), ref
+        self.notifier.answered(ref, response, now)
 
     def _options(self, request: Request, peer: Peer, now: float) -> Response:
         return make_response(request, 200, headers=self.capabilities())
@@ -321,7 +323,6 @@ class Agent:
             raise ValueError(f"{exc.status} {exc.reason}: "
                              + ", ".join(f"{k} {v}" for k, v in exc.headers)) from None
         self._published(package, aor, result, None, now)
-        self.notifier.flush(now)
         return result.expires
 
     def clear_api_state(self, aor: str, now: float) -> bool:
@@ -334,7 +335,6 @@ class Agent:
                     content_type=None, body=b"", publisher=API_SOURCE, call_id=API_SOURCE,
                     now=now)
                 self._published(package, aor, result, None, now)
-                self.notifier.flush(now)
                 return True
         return False
 
@@ -442,20 +442,21 @@ class Agent:
     def set_rule(self, presentity: str, watcher: str, action: str, now: float) -> Rule:
         """Set what *watcher* (an address of record or a domain) may see of
         *presentity*; live subscriptions it names are decided again at once.
-        Raises ValueError for an unknown action."""
+        Raises ValueError for an unknown action.  (*now*, as every call from outside
+        SIP takes it: the network layer's :meth:`~sipresence.net.driver.Driver.call`.)"""
         rule = self.authorization.set(presentity, watcher, action)
         self.journal.put("rule", rule.store_key, rule)
-        self._authorize(presentity, now)
+        self._authorize(presentity)
         return rule
 
     def remove_rule(self, presentity: str, watcher: str, now: float) -> Rule | None:
         rule = self.authorization.remove(presentity, watcher)
         if rule is not None:
             self.journal.delete("rule", rule.store_key)
-            self._authorize(presentity, now)
+            self._authorize(presentity)
         return rule
 
-    def _authorize(self, presentity: str, now: float) -> None:
+    def _authorize(self, presentity: str) -> None:
         """Apply the rules to the live subscriptions of *presentity*: a pending one
         that is now allowed becomes active and gets the state; a blocked one ends
         with reason rejected (RFC 6665 4.2.2).  An allowed watcher is not made
@@ -467,16 +468,10 @@ class Agent:
                     self.notifier.end(subscription, "rejected", "reject")
                 elif decision == "active" and subscription.state is SubState.PENDING:
                     self.notifier.approve(subscription)
-        self.notifier.flush(now)
 
     def _watcher_event(self, subscription: Subscription, event: str) -> None:
         if subscription.package == "presence":
             self.watcherinfo.watcher_changed(subscription, event)
-
-    def _send(self, request: Request, peer: Peer, now: float,
-              callback: Callable[[Response, float], None]) -> None:
-        assert self.endpoint is not None, "attach() the endpoint first"
-        self.endpoint.send_request(request, peer, now, callback)
 
     # -- time and restart ------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -501,7 +496,6 @@ class Agent:
         for aor in lines:
             self._line_changed(aor, now)
         self.notifier.handle_timer(now)
-        self.notifier.flush(now)
 
     def restore(self, snapshot: Snapshot, now: float) -> None:
         """Load stored state (counters come back as the reservations the store held)."""

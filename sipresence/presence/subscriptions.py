@@ -19,8 +19,12 @@ per dialog (RFC 6665 section 4.1.2.2 asks the subscriber to cope with reordering
 not making it is kinder and coalesces bursts).  A change while one is in flight is
 sent when its answer comes, with the state of that moment.  A 481 ends the
 subscription at once; a 408, 503, timeout or transport error is retried
-``notify_retries`` times, then the subscription is given up.  Sending is through a
-callback, so a watcher that never answers holds up nobody but itself.
+``notify_retries`` times, then the subscription is given up.  A watcher that never
+answers holds up nobody but itself.
+
+The notifier sends nothing itself: :meth:`Notifier.flush` queues the NOTIFYs that
+are due, :meth:`Notifier.take` hands them over (the endpoint starts a client
+transaction for each), and :meth:`Notifier.answered` takes each one's final answer.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
+from ..sip.endpoint import Outgoing
 from ..sip.headers import HeaderError, parse_name_addr, parse_params
 from ..sip.message import Request, Response
 from ..sip.transport import Peer
@@ -150,9 +155,6 @@ def parse_event(value: str | None) -> tuple[str, str | None]:
     return package.strip(), event_params.get("id")
 
 
-# Sends a request in a new client transaction; the callback gets the final response and
-# the time it arrived.
-Sender = Callable[[Request, Peer, float, Callable[[Response, float], None]], None]
 # Renders the body of the next NOTIFY: (content type, body), or None for no body.
 Renderer = Callable[[Subscription, float], tuple[str, bytes] | None]
 # Told of every subscription created, changed or ended: (subscription, watcherinfo event).
@@ -175,7 +177,6 @@ class Notifier:
     def __init__(
         self,
         packages: dict[str, EventPackage],
-        send: Sender,
         render: Renderer,
         *,
         policy: Policy = _allow_all,
@@ -186,7 +187,6 @@ class Notifier:
         retry_delay: float = 1.0,
     ) -> None:
         self.packages = packages
-        self.send = send
         self.render = render
         self.policy = policy
         self.observe = observe
@@ -199,6 +199,7 @@ class Notifier:
         self._by_id: dict[str, Subscription] = {}
         self._timers = DeadlineQueue()
         self._pending: list[Subscription] = []  # dirty subscriptions to look at in flush()
+        self._outbox: list[Outgoing] = []  # NOTIFYs queued by flush(), until take()
 
     # -- lookups -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -347,7 +348,7 @@ class Notifier:
 
     # -- NOTIFY --------------------------------------------------------------------------
     def flush(self, now: float) -> None:
-        """Send the NOTIFYs that are due (after each response, input and timer)."""
+        """Queue the NOTIFYs that are due (after each response, input and timer)."""
         while self._pending:
             batch, self._pending = self._pending, []
             for subscription in batch:
@@ -386,8 +387,13 @@ class Notifier:
         if ending is None and subscription.reserve_counters():
             self.persist(subscription)
         subscription.in_flight = True
-        self.send(request, self._destination(subscription), now,
-                  lambda response, when: self._answered(subscription, response, when))
+        self._outbox.append(Outgoing(request, self._destination(subscription), subscription))
+
+    def take(self) -> list[Outgoing]:
+        """The NOTIFYs queued so far, each with its subscription as the reference its
+        answer comes back with (:meth:`answered`)."""
+        out, self._outbox = self._outbox, []
+        return out
 
     def _destination(self, subscription: Subscription) -> Peer:
         """Where NOTIFYs go: the first Route if there is a route set, else back the way
@@ -411,7 +417,8 @@ class Notifier:
                 return _uri_peer(target, subscription.local, subscription.transport)
         return subscription.peer
 
-    def _answered(self, subscription: Subscription, response: Response, now: float) -> None:
+    def answered(self, subscription: Subscription, response: Response, now: float) -> None:
+        """The final answer to the NOTIFY in flight for *subscription*."""
         subscription.in_flight = False
         status = response.status
         if 200 <= status < 300:

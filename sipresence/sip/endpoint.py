@@ -5,8 +5,15 @@ feeds it datagrams and framed stream messages with :meth:`Endpoint.receive_datag
 and :meth:`Endpoint.receive_stream`, sends what :meth:`Endpoint.transmissions`
 returns, and calls :meth:`Endpoint.handle_timer` at :meth:`Endpoint.get_timer`.  The
 transaction user (the presence agent) implements :class:`Application`: it gets each new
-request once, retransmissions never reach it, and it sends requests (NOTIFY) through
-:meth:`Endpoint.send_request`.
+request once, retransmissions never reach it.
+
+Events out, not calls back in (the model of h11 and aioquic): the application never
+holds the endpoint.  The requests it wants sent (NOTIFY) wait in its own queue; after
+every input, and whenever the network layer asks (:meth:`Endpoint.pump`, after a call
+into the application from elsewhere: the HTTP API, a bridge), the endpoint takes them
+with :meth:`Application.outgoing` and starts a client transaction for each; the final
+answer of each comes back through :meth:`Application.handle_response` with the
+reference the request was queued with.
 
 Malformed input is answered, never raised: a request that fails the parser or the
 UAS checks gets its 4xx/5xx here, before the application sees it; a malformed
@@ -20,7 +27,7 @@ import itertools
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,6 +74,25 @@ class Application(Protocol):
         """Answer a new request (None only for ACK).  Raise HeaderError for a 400."""
         ...
 
+    def outgoing(self, now: float) -> list[Outgoing]:
+        """Take the requests the application wants sent now."""
+        ...
+
+    def handle_response(self, ref: object, response: Response, now: float) -> None:
+        """The final answer to the request queued with *ref*: a real one, or a 408
+        made when timer F fired, or a 503 when the transport failed (RFC 3261
+        8.1.3.1).  Exactly once per request."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A request the application wants sent in a new client transaction, to *peer*;
+    its answer comes back with *ref*."""
+
+    request: Request
+    peer: Peer
+    ref: object
 
 
 @dataclass
@@ -98,7 +124,7 @@ class _Entry:
     10 ms and more at 1,000 SUBSCRIBE/s).
     """
 
-    __slots__ = ("tx", "peer", "scheduled", "merge_key", "callback", "request")
+    __slots__ = ("tx", "peer", "scheduled", "merge_key", "ref", "awaited", "request")
 
     def __init__(self, tx: Transaction, peer: Peer, request: Request) -> None:
         self.tx = tx
@@ -106,7 +132,10 @@ class _Entry:
         self.request: Request | None = request
         self.scheduled: float | None = None
         self.merge_key: tuple[object, ...] | None = None
-        self.callback: Callable[[Response, float], None] | None = None
+        # A request the application sent: its reference, and whether its final
+        # answer is still owed to the application.
+        self.ref: object = None
+        self.awaited = False
 
 
 class Endpoint:
@@ -122,12 +151,6 @@ class Endpoint:
         admission: Admission | None = None,
     ) -> None:
         self.app = app
-        # Optional: an application with something to send after its answers (the
-        # NOTIFY that follows a 200 to SUBSCRIBE) and after the final response to one
-        # of its requests (the NOTIFY a change queued while another was in flight)
-        # has ``after_response(now)``.
-        self._after_response: Callable[[float], None] | None = getattr(
-            app, "after_response", None)
         # Methods answered as a stateless UAS (RFC 3261 8.2.7): no transaction is kept;
         # a retransmission is answered again, identically thanks to stable To tags.
         self.stateless = frozenset(stateless)
@@ -185,6 +208,7 @@ class Endpoint:
             _, _, entry = heapq.heappop(heap)
             entry.scheduled = None
             self._apply(entry, entry.tx.handle_timers(now), now)
+        self.pump(now)  # a request that timed out may be followed by another
 
     def transport_failed(self, transmit: Transmit, now: float) -> None:
         """The network could not deliver *transmit* (RFC 3261 17.1.4, 17.2.4)."""
@@ -192,20 +216,23 @@ class Endpoint:
         entry = transmit.origin
         if isinstance(entry, _Entry) and not entry.tx.terminated:
             self._apply(entry, entry.tx.handle(Event.TRANSPORT_ERROR, now), now)
+            self.pump(now)
 
     # -- the application side --------------------------------------------------------
-    def send_request(
-        self,
-        request: Request,
-        peer: Peer,
-        now: float,
-        on_response: Callable[[Response, float], None],
-    ) -> None:
+    def pump(self, now: float) -> None:
+        """Start a client transaction for every request the application queued.
+
+        Called after every input here; the network layer calls it after calling the
+        application from elsewhere (the HTTP API, a bridge), before it sends."""
+        for outgoing in self.app.outgoing(now):
+            self.send_request(outgoing.request, outgoing.peer, now, outgoing.ref)
+
+    def send_request(self, request: Request, peer: Peer, now: float, ref: object) -> None:
         """Send a non-INVITE request in a new client transaction.
 
-        A Via with a fresh branch is put on top.  *on_response* gets the final
-        response and the time exactly once: a real response, or a 408 made here when
-        timer F fires, or a 503 when the transport fails (RFC 3261 8.1.3.1).
+        A Via with a fresh branch is put on top.  The application's
+        :meth:`~Application.handle_response` gets the final response with *ref*,
+        exactly once (see there).
         """
         branch = MAGIC_COOKIE + secrets.token_hex(10)
         host, port = self.listeners.get(peer.transport) or self.listeners.get("UDP") or (
@@ -216,7 +243,8 @@ class Endpoint:
         key = (branch, request.method)
         tx = NonInviteClient(key, peer.reliable, self.timers)
         entry = _Entry(tx, peer, request)
-        entry.callback = on_response
+        entry.ref = ref
+        entry.awaited = True
         self._client[key] = entry
         self._apply(entry, tx.start(request.to_bytes(), now), now)
 
@@ -302,6 +330,10 @@ class Endpoint:
         else:
             assert isinstance(message, Request)
             self._receive_request(message, peer, now)
+        # What the application queued meanwhile follows the answer it gave (the
+        # NOTIFY after the 200 to a SUBSCRIBE; the change that waited for a NOTIFY's
+        # answer).
+        self.pump(now)
 
     def _receive_response(self, response: Response, now: float) -> None:
         self.stats.responses_received[response.status] += 1
@@ -327,8 +359,6 @@ class Endpoint:
             if response is not None:
                 self._count_response(response.status)
                 self._out.append(Transmit(response.to_bytes(), answer_peer(request, peer)))
-            if self._after_response is not None:
-                self._after_response(now)
             return
         key = self._server_key(request, method)
         entry = self._server.get(key)
@@ -342,8 +372,6 @@ class Endpoint:
             self._send_response(entry, response, now)
         elif method == "INVITE" and entry.tx.last is None:
             self._send_response(entry, make_response(request, 100), now)
-        if self._after_response is not None:
-            self._after_response(now)
 
     def _shed_early(self, request: Request, peer: Peer, now: float) -> bool:
         """While overloaded, answer the new work not admitted (``sip/admission.py``)
@@ -461,15 +489,13 @@ class Endpoint:
 
     def _fail_client(self, entry: _Entry, status: int, now: float) -> None:
         """A client transaction that got no answer: its requester gets *status*."""
-        if entry.callback is not None and entry.request is not None:
+        if entry.awaited and entry.request is not None:
             self._finish_client(entry, make_response(entry.request, status), now)
 
     def _finish_client(self, entry: _Entry, response: Response, now: float) -> None:
-        callback, entry.callback = entry.callback, None
-        if callback is not None:
-            callback(response, now)
-            if self._after_response is not None:
-                self._after_response(now)
+        if entry.awaited:
+            entry.awaited = False
+            self.app.handle_response(entry.ref, response, now)
 
     def _forget(self, entry: _Entry) -> None:
         key = entry.tx.key

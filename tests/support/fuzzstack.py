@@ -304,7 +304,6 @@ class Stack:
         self.endpoint = Endpoint(self.agent)
         self.endpoint.add_listener("UDP", "127.0.0.1", 5060)
         self.endpoint.add_listener("TCP", "127.0.0.1", 5060)
-        self.agent.attach(self.endpoint)
         # One store may serve many short-lived stacks (a fuzzer's): opening one costs
         # more than a whole agent.
         self.store = store or SqliteStore(":memory:")
@@ -358,6 +357,7 @@ class Stack:
             def fire() -> None:
                 self.endpoint.handle_timer(self.now)
                 self.agent.handle_timer(self.now)
+                self.endpoint.pump(self.now)  # as the driver's flush does
 
             out += self._checked(fire, b"", None)
         self.now = until

@@ -32,7 +32,6 @@ class Phone:
         self.agent = Agent(**agent_kwargs)
         self.endpoint = Endpoint(self.agent)
         self.endpoint.add_listener("UDP", "127.0.0.1", 5060)
-        self.agent.attach(self.endpoint)
         self.now = 0.0
         self.branch = 0
         self.inbox: list = []  # messages the agent sent
@@ -43,7 +42,9 @@ class Phone:
         self.collect()
 
     def collect(self) -> None:
-        """Take what the agent sent (after inputs and timers) into the inbox."""
+        """Take what the agent sent (after inputs, timers and calls from outside SIP,
+        as the network driver does) into the inbox."""
+        self.endpoint.pump(self.now)
         for transmit in self.endpoint.transmissions():
             self.inbox.append(parse_datagram(transmit.data))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from sipresence.sip.endpoint import Endpoint
+from sipresence.sip.endpoint import Endpoint, Outgoing
 from sipresence.sip.message import Message, Request, Response
 from sipresence.sip.parser import ParseError, parse_datagram, validate
 from sipresence.sip.transport import Peer
@@ -34,6 +34,12 @@ class App:
     def handle_request(self, request: Request, peer: Peer, now: float) -> Response | None:
         self.seen.append(request)
         return make_response(request, 200)
+
+    def outgoing(self, now: float) -> list[Outgoing]:
+        return []  # it sends nothing of its own
+
+    def handle_response(self, ref: object, response: Response, now: float) -> None:
+        raise AssertionError("an answer to a request it never sent")
 
 
 def parse(data: bytes) -> Message:

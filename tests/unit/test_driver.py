@@ -14,7 +14,6 @@ def make():
     clock = Clock()
     agent = Agent()
     endpoint = Endpoint(agent)
-    agent.attach(endpoint)
     return clock, endpoint, Driver(clock, endpoint, agent)
 
 
@@ -59,10 +58,11 @@ def test_a_datagram_with_no_socket_to_leave_from_fails_its_transaction():
                         ("Call-ID", "x"), ("CSeq", "1 NOTIFY"), ("Max-Forwards", "70")):
         notify.headers.add(name, value)
     failed = []
-    endpoint.send_request(notify, Peer("UDP", "192.0.2.7", 5060), clock.seconds(),
-                          lambda response, now: failed.append(response.status))
+    endpoint.app.handle_response = lambda ref, response, now: failed.append(
+        (ref, response.status))
+    endpoint.send_request(notify, Peer("UDP", "192.0.2.7", 5060), clock.seconds(), "n1")
     driver.flush()  # no UDP listener: the send fails at once and reports 503
-    assert failed == [503]
+    assert failed == [("n1", 503)]
 
 
 class Listener:

@@ -63,7 +63,6 @@ def _drive(s: Session) -> list[str]:
     agent = Agent()
     endpoint = Endpoint(agent)
     endpoint.add_listener("UDP", "127.0.0.1", 5060)
-    agent.attach(endpoint)
     driver = Driver(clock, endpoint, agent)
     driver.udp.append(FakeSocket())  # type: ignore[arg-type]
     connection = FakeConnection()

@@ -243,7 +243,6 @@ def test_a_message_in_one_byte_segments_is_scanned_and_parsed_once():
 def test_the_tcp_edge_answers_what_came_before_the_framing_error():
     agent = Agent()
     endpoint = Endpoint(agent)
-    agent.attach(endpoint)
     driver = Driver(Clock(), endpoint, agent)
     protocol = SipStreamProtocol(driver, "TCP", None)
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 5060),

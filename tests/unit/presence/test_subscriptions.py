@@ -19,16 +19,20 @@ ALICE = "sip:alice@example.com"
 
 class Harness:
     def __init__(self, **kwargs):
-        self.sent = []  # (request, peer, callback)
+        self._sent = []  # (request, peer, reference of its answer)
         self.state = 0
         self.persisted = []
         self.observed = []
-        self.notifier = Notifier({"presence": PKG}, self.send, self.render,
+        self.notifier = Notifier({"presence": PKG}, self.render,
                                  persist=self.persisted.append,
                                  observe=lambda s, e: self.observed.append(e), **kwargs)
 
-    def send(self, request, peer, now, callback):
-        self.sent.append((parse_datagram(request.to_bytes()), peer, callback))
+    @property
+    def sent(self):
+        """Every NOTIFY the notifier queued so far, as the endpoint would take them."""
+        self._sent += [(parse_datagram(o.request.to_bytes()), o.peer, o.ref)
+                       for o in self.notifier.take()]
+        return self._sent
 
     def render(self, subscription, now):
         return subscription.content_type, f"state {self.state}".encode()
@@ -40,8 +44,8 @@ class Harness:
         return response
 
     def answer(self, index, status, now=1.0):
-        request, _, callback = self.sent[index]
-        callback(make_response(request, status), now)
+        request, _, ref = self.sent[index]
+        self.notifier.answered(ref, make_response(request, status), now)
         self.notifier.flush(now)
 
 

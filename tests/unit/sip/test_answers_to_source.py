@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from sipresence.presence.agent import Agent
-from sipresence.sip.endpoint import Endpoint
+from sipresence.sip.endpoint import Endpoint, Outgoing
 from sipresence.sip.headers import HeaderError, Via
 from sipresence.sip.message import Message, Request, Response
 from sipresence.sip.parser import ParseError, StreamFramer, parse_datagram
@@ -64,7 +64,6 @@ def top_via(message: Message) -> Via | None:
 def endpoint() -> Endpoint:
     agent = Agent()
     ep = Endpoint(agent)
-    agent.attach(ep)
     return ep
 
 
@@ -199,6 +198,12 @@ class Failing:
 
     def handle_request(self, request: Request, peer: Peer, now: float) -> Response | None:
         raise RuntimeError("bug")
+
+    def outgoing(self, now: float) -> list[Outgoing]:
+        return []
+
+    def handle_response(self, ref: object, response: Response, now: float) -> None:
+        raise AssertionError("an answer to a request it never sent")
 
 
 def test_the_endpoints_own_answers_are_stamped_and_go_to_the_source():

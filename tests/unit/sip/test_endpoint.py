@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipresence.sip.endpoint import Endpoint
+from sipresence.sip.endpoint import Endpoint, Outgoing
 from sipresence.sip.message import Request, Response
 from sipresence.sip.parser import StreamFramer, parse_datagram
 from sipresence.sip.transport import Peer
@@ -22,10 +22,19 @@ class App:
     def __init__(self, status: int = 200):
         self.status = status
         self.seen: list[Request] = []
+        self.queued: list[Outgoing] = []  # requests it wants sent
+        self.responses: list[tuple[object, Response]] = []  # their answers
 
     def handle_request(self, request, peer, now):
         self.seen.append(request)
         return make_response(request, self.status)
+
+    def outgoing(self, now):
+        out, self.queued = self.queued, []
+        return out
+
+    def handle_response(self, ref, response, now):
+        self.responses.append((ref, response))
 
 
 def request(method="OPTIONS", branch="z9hG4bK-1", *, via_host="192.0.2.7", via_port="5070",
@@ -297,10 +306,11 @@ def make_notify():
 
 
 def test_client_transaction_retransmits_and_reports_408_when_timer_f_fires():
-    ep = Endpoint(App())
+    app = App()
+    ep = Endpoint(app)
     ep.add_listener("UDP", "127.0.0.1", 5060)
-    got = []
-    ep.send_request(make_notify(), CLIENT, 0.0, lambda response, now: got.append(response))
+    app.queued.append(Outgoing(make_notify(), CLIENT, "notify-1"))
+    ep.pump(0.0)  # the application's queue is taken: events out, no call back in
     [sent] = ep.transmissions()
     first = parse_datagram(sent.data)
     assert first.top_via.branch.startswith("z9hG4bK") and first.top_via.host == "127.0.0.1"
@@ -311,30 +321,29 @@ def test_client_transaction_retransmits_and_reports_408_when_timer_f_fires():
         ep.handle_timer(now)
         count += len(ep.transmissions())
     assert count == 11 and now == 32.0
-    assert [r.status for r in got] == [408]
+    assert [(ref, r.status) for ref, r in app.responses] == [("notify-1", 408)]
 
 
 def test_client_transaction_delivers_the_response_once():
-    ep = Endpoint(App())
-    got = []
-    ep.send_request(make_notify(), CLIENT, 0.0, lambda response, now: got.append(response))
+    app = App()
+    ep = Endpoint(app)
+    ep.send_request(make_notify(), CLIENT, 0.0, "notify-1")
     [sent] = ep.transmissions()
     req = parse_datagram(sent.data)
     ok = make_response(req, 200).to_bytes()
     ep.receive_datagram(ok, CLIENT, 0.1)
     ep.receive_datagram(ok, CLIENT, 0.2)  # a retransmitted 200 is absorbed
-    assert [r.status for r in got] == [200]
+    assert [(ref, r.status) for ref, r in app.responses] == [("notify-1", 200)]
     assert ep.transmissions() == []
 
 
 def test_transport_failure_reports_503():
-    ep = Endpoint(App())
-    got = []
-    ep.send_request(make_notify(), Peer("TCP", "192.0.2.7", 5070), 0.0,
-                    lambda response, now: got.append(response))
+    app = App()
+    ep = Endpoint(app)
+    ep.send_request(make_notify(), Peer("TCP", "192.0.2.7", 5070), 0.0, "notify-1")
     [sent] = ep.transmissions()
     ep.transport_failed(sent, 0.1)
-    assert [r.status for r in got] == [503]
+    assert [(ref, r.status) for ref, r in app.responses] == [("notify-1", 503)]
     assert ep.transaction_count() == 0
 
 
@@ -404,7 +413,7 @@ def test_answered_transactions_let_go_of_their_parsed_request():
     invite = Endpoint(Ringing())  # an INVITE still ringing keeps it, for CANCEL
     invite.receive_datagram(request("INVITE", cseq="1 INVITE"), CLIENT, 0.0)
     notify = Endpoint(App())
-    notify.send_request(make_notify(), CLIENT, 0.0, lambda response, now: None)
+    notify.send_request(make_notify(), CLIENT, 0.0, "notify-1")
     [sent] = notify.transmissions()
     notify.receive_datagram(make_response(parse_datagram(sent.data), 200).to_bytes(), CLIENT, 0.1)
 

@@ -84,7 +84,6 @@ def test_the_http_api_hears_when_its_change_is_durable():
 def stack():
     agent = Agent()
     endpoint = Endpoint(agent)
-    agent.attach(endpoint)
     store = Store()
     states = []
 
