@@ -141,14 +141,14 @@ class PresentitiesResource(_AgentResource):
             aor = self._aor(parts[0])
             if method == b"GET":
                 if _arg(request, b"format") == "pidf":
-                    return 200, self.agent.presentities.get(aor, self.driver.now()).body(
+                    return 200, self.agent.presentities.get(aor).body(
                         "application/pidf+xml")
-                return 200, presentity_state(self.agent, aor, self.driver.now())
+                return 200, presentity_state(self.agent, aor)
             if method == b"PUT":
                 self._put_state(aor, self._body(request))
             elif not self.driver.call(self.agent.clear_api_state, aor):
                 raise ApiError(404, "no api source for this presentity")
-            return 200, presentity_state(self.agent, aor, self.driver.now())
+            return 200, presentity_state(self.agent, aor)
         if len(parts) == 2 and parts[1] == "watchers":
             self._allow(method, b"GET")
             return 200, self._watchers(self._aor(parts[0]))
@@ -236,15 +236,13 @@ class PresentitiesResource(_AgentResource):
                 "default": self.agent.authorization.default}
 
 
-def presentity_state(agent: Any, aor: str, now: float) -> dict[str, object]:
+def presentity_state(agent: Any, aor: str) -> dict[str, object]:
     """What ``GET /v1/presentities/{aor}`` answers: the composed state in short."""
-    presentity = agent.presentities.get(aor, now)
+    presentity = agent.presentities.get(aor)
     summary = presentity.summary
     sources: list[dict[str, object]] = [
         {"id": source.id, "updated": source.updated}
         for source in agent.presentities.sources(aor)]
-    if agent.lines.on_the_phone(aor, now):
-        sources.append({"id": "line"})
     return {"aor": aor, "basic": summary.basic, "activities": list(summary.activities),
             "note": summary.note, "on_the_phone": summary.on_the_phone,
             "version": agent.presentities.version(aor), "sources": sources}
@@ -340,7 +338,7 @@ class EventsResource(_AgentResource):
                     request.write(event)
 
     def _event(self, aor: str) -> bytes:
-        state = presentity_state(self.agent, aor, self.driver.now())
+        state = presentity_state(self.agent, aor)
         return b"event: presence\ndata: " + json.dumps(state).encode() + b"\n\n"
 
 

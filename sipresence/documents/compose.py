@@ -55,18 +55,31 @@ ON_THE_PHONE_NOTE = "On the phone"
 
 @dataclass(frozen=True)
 class Source:
-    """One live contribution: a stable id (``publish:<etag>``, ``registration:<aor>``,
-    ``api``...), its document and when it was last updated (Unix time; newer wins)."""
+    """One live contribution: a stable id (``publish:<device>``, ``registration``,
+    ``line``...), its document and when it was last updated (Unix time; newer wins).
+
+    ``on_the_phone``: this source says the person is on a call (the phone line).
+    ``device`` names the device a source speaks for (its address); a ``standin``
+    speaks for it only while the device says nothing itself: a registration's open
+    tuple yields to the same phone's own PUBLISH (a phone that registers and
+    publishes "offline" is offline).  The presence core applies that rule
+    (``presence/presentity.py``) before composing.
+    """
 
     id: str
     document: PresenceDocument
     updated: float
+    on_the_phone: bool = False
+    device: str | None = None
+    standin: bool = False
 
 
 def compose(entity: str, sources: Iterable[Source], *,
             on_the_phone: bool = False) -> PresenceDocument:
-    """The composed document of *entity* (see the module documentation for the rules)."""
+    """The composed document of *entity* (see the module documentation for the rules);
+    on the phone when any source says so, or *on_the_phone*."""
     newest_first = sorted(sources, key=lambda s: (s.updated, s.id), reverse=True)
+    on_the_phone = on_the_phone or any(s.on_the_phone for s in newest_first)
     tuples = _tuples(newest_first)
     if not tuples:
         tuples = (PresenceTuple(id=f"t{digest(entity, 8)}",

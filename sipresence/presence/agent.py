@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ..documents.compose import Source
 from ..documents.datamodel import Person
 from ..documents.pidf import Basic, PresenceDocument, PresenceTuple, serialize_pidf
 from ..documents.rpid import Activities
@@ -31,7 +32,13 @@ from .dialogs import BusyLamps, Lines, dialog_package
 from .journal import Journal, Snapshot
 from .packages import PIDF, EventPackage
 from .policy import Authorization, Rule
-from .presentity import PRESENCE_CLOCK, Presentities, presence_package, watcherinfo_package
+from .presentity import (
+    PRESENCE_CLOCK,
+    Presentities,
+    presence_package,
+    registration_sources,
+    watcherinfo_package,
+)
 from .publications import (
     EventStateCompositor,
     PublishError,
@@ -50,6 +57,8 @@ AUTHENTICATED = frozenset({"REGISTER", "PUBLISH", "SUBSCRIBE"})
 CHANGES_STATE = AUTHENTICATED
 # The publisher name of the HTTP API's source of a presentity.
 API_SOURCE = "api"
+# The key of the phone line's source of a presentity (while a call is up).
+LINE = "line"
 # A rule's sub-handling as the notifier's decision for a new subscription.
 _SUB_STATES = {"allow": "active", "confirm": "pending", "block": "rejected"}
 
@@ -115,12 +124,9 @@ class Agent:
                                    max_expires=config.max_expires)
         self.lines = Lines(self.publications)
         self.lamps = BusyLamps(self.lines)
-        self.presentities = Presentities(
-            self.publications, self.registrar if config.registrations_as_source else None,
-            self.lines)
-        # Who is on the phone, as last told to presence watchers; and when a dialog
-        # of an address of record turns stale.
-        self._on_the_phone: set[str] = set()
+        self.presentities = Presentities()
+        self.registrations_as_source = config.registrations_as_source
+        # When a dialog of an address of record turns stale.
         self._stale = DeadlineQueue()
         self.authorization = Authorization(config.sub_handling)
         self.authenticator = (Authenticator(config.realm, config.users) if config.users
@@ -291,7 +297,54 @@ class Agent:
             if package.name == "dialog":
                 self._line_changed(resource, now)
             else:
-                self._presence_changed(resource)
+                self._sync_publications(resource)
+
+    # -- sources ---------------------------------------------------------------------
+    def set_source(self, aor: str, key: str, source: Source, now: float) -> None:
+        """The one door of every source of presence (``Presentities.set_source``): the
+        watchers of *aor* hear of it when it changed anything.  PUBLISH, registrations,
+        the phone line and the HTTP API come in here; so will the bridges."""
+        if self.presentities.set_source(aor, key, source):
+            self._presence_changed(aor)
+
+    def clear_source(self, aor: str, key: str, now: float) -> bool:
+        """Remove the source *key* of *aor*; False when it had none."""
+        if not self.presentities.clear_source(aor, key):
+            return False
+        self._presence_changed(aor)
+        return True
+
+    def _publication_sources(self, aor: str) -> dict[str, Source]:
+        """The presence publications of *aor* as sources, one per device."""
+        sources: dict[str, Source] = {}
+        for publication in self.publications.for_resource(aor, "presence"):
+            name = f"publish:{publication.publisher}"
+            key = name
+            while key in sources:  # two publications of one device (rare): both count
+                key += "+"
+            sources[key] = Source(name, publication.document, publication.updated_at,
+                                  device=publication.publisher)
+        return sources
+
+    def _binding_sources(self, aor: str) -> dict[str, Source]:
+        if not self.registrations_as_source:
+            return {}
+        return registration_sources(self.registrar.bindings(aor))
+
+    @staticmethod
+    def _line_source(aor: str, now: float) -> Source:
+        """The phone line while a call is up: no tuple of its own, it puts the person
+        on the phone (documents/compose.py)."""
+        return Source(LINE, PresenceDocument(aor, ()), now, on_the_phone=True)
+
+    def _sync_publications(self, aor: str) -> None:
+        if self.presentities.replace_sources(aor, "publish:", self._publication_sources(aor)):
+            self._presence_changed(aor)
+
+    def _sync_bindings(self, aor: str) -> None:
+        if self.presentities.replace_sources(aor, "registration:",
+                                             self._binding_sources(aor)):
+            self._presence_changed(aor)
 
     # -- the HTTP API's source ---------------------------------------------------------
     def set_api_state(self, aor: str, basic: str, activities: Iterable[str] = (),
@@ -355,7 +408,7 @@ class Agent:
         for binding in result.added:
             self.journal.put("binding", binding.store_key, binding)
         if result.changed:
-            self._presence_changed(result.aor)
+            self._sync_bindings(result.aor)
         return make_response(request, 200, headers=self.registrar.contact_headers(
             result.bindings, now))
 
@@ -372,7 +425,7 @@ class Agent:
 
     def route(self, aor: str, now: float) -> Decision:
         """What a call to *aor* would get now (the INVITE answer; the HTTP API's too)."""
-        presentity = self.presentities.get(aor, now)
+        presentity = self.presentities.get(aor)
         bindings = self.registrar.bindings(aor)
         state = line_state(presentity.document, presentity.summary,
                            [b.uri for b in bindings], bool(bindings), now)
@@ -386,7 +439,8 @@ class Agent:
 
     # -- presence state --------------------------------------------------------------------
     def _presence_changed(self, resource: str) -> None:
-        self.presentities.changed(resource)
+        """A source of *resource* changed (the door said so): persist the clock's
+        reservation when it moved past it, and tell the watchers and listeners."""
         reserved = self.presentities.reserve_clock()
         if reserved is not None:
             self.journal.put("meta", PRESENCE_CLOCK, (PRESENCE_CLOCK, str(reserved)))
@@ -396,17 +450,14 @@ class Agent:
 
     def _line_changed(self, aor: str, now: float) -> None:
         """The dialogs of *aor* changed: busy lamps are told, and presence watchers
-        too when the person went on or off the phone."""
+        too when the person went on or off the phone (the line is a source of
+        presence while a call is up)."""
         self.notifier.changed("dialog", aor)
-        on_the_phone = self.lines.on_the_phone(aor, now)
-        if on_the_phone != (aor in self._on_the_phone):
-            if on_the_phone:
-                self._on_the_phone.add(aor)
-            else:
-                self._on_the_phone.discard(aor)
-            self._presence_changed(aor)
+        if self.lines.on_the_phone(aor, now):
+            if LINE not in self.presentities.keys(aor):
+                self.set_source(aor, LINE, self._line_source(aor, now), now)
         else:
-            self.presentities.settle(aor)
+            self.clear_source(aor, LINE, now)
         stale = self.lines.next_stale(aor, now)
         if stale is None:
             self._stale.cancel(aor)
@@ -417,7 +468,7 @@ class Agent:
         if not subscription.authorized:
             return None  # RFC 3856 6.6.2: no state before authorization, nor after a no
         if subscription.package == "presence":
-            presentity = self.presentities.get(subscription.resource, now)
+            presentity = self.presentities.get(subscription.resource)
             return subscription.content_type, presentity.body(subscription.content_type)
         if subscription.package == "presence.winfo":
             return self.watcherinfo.render(subscription)
@@ -485,12 +536,14 @@ class Agent:
         expired = self.publications.expire(now)
         for publication in expired:
             self.journal.delete("publication", publication.etag)
-        changed = {p.resource for p in expired if p.package == "presence"}
+        for resource in {p.resource for p in expired if p.package == "presence"}:
+            self._sync_publications(resource)
+        unbound = set()
         for binding in self.registrar.expire(now):
             self.journal.delete("binding", binding.store_key)
-            changed.add(binding.aor)
-        for resource in changed:
-            self._presence_changed(resource)
+            unbound.add(binding.aor)
+        for aor in unbound:
+            self._sync_bindings(aor)
         lines = {p.resource for p in expired if p.package == "dialog"}
         lines.update(str(aor) for aor in self._stale.pop_due(now))
         for aor in lines:
@@ -517,11 +570,17 @@ class Agent:
             if subscription.package not in self.packages:
                 continue
             self.notifier.restore(subscription)
-        # Who was on the phone is the baseline; what expired while the agent was down
-        # expires now, and its watchers hear it.
+        # The sources as they were are the baseline (no change, no NOTIFY); what
+        # expired while the agent was down expires now, and its watchers hear it.
+        for aor in {p.resource for p in self.publications.all() if p.package == "presence"}:
+            for key, source in self._publication_sources(aor).items():
+                self.presentities.load(aor, key, source)
+        for aor in {b.aor for b in self.registrar.all()}:
+            for key, source in self._binding_sources(aor).items():
+                self.presentities.load(aor, key, source)
         for aor in {p.resource for p in self.publications.all() if p.package == "dialog"}:
             if self.lines.on_the_phone(aor, now):
-                self._on_the_phone.add(aor)
+                self.presentities.load(aor, LINE, self._line_source(aor, now))
             stale = self.lines.next_stale(aor, now)
             if stale is not None:
                 self._stale.set(aor, stale)

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from ..documents.compose import Source, Summary, compose, summary
 from ..documents.pidf import PresenceDocument, PresenceTuple, serialize_pidf
 from ..documents.xml import digest, xml_id
 from ..documents.xpidf import parse_presence, serialize_xpidf
 from .packages import CPIM_PIDF, PIDF, WATCHERINFO, XPIDF, EventPackage
-from .publications import EventStateCompositor
-from .registrar import Binding, Registrar
+from .registrar import Binding
 
-if TYPE_CHECKING:
-    from .dialogs import Lines
-
-__all__ = ["Presentity", "Presentities", "presence_package", "watcherinfo_package",
-           "PRESENCE_CLOCK"]
+__all__ = ["Presentity", "Presentities", "presence_package", "registration_sources",
+           "watcherinfo_package", "PRESENCE_CLOCK"]
 
 # The store's key for the presentity version clock, and how far ahead it is reserved.
 PRESENCE_CLOCK = "presence_clock"
@@ -78,25 +73,32 @@ class Presentity:
         return self._summary
 
 
-def registration_source(aor: str, bindings: list[Binding]) -> Source:
-    """A registered device is a way to reach the person: one open tuple per binding,
-    its contact the registered URI and its priority the binding's q (RFC 4479)."""
-    tuples = tuple(
-        PresenceTuple(id=xml_id(f"reg-{digest(b.key)}", "t"), basic="open", contact=b.uri,
-                      priority=b.q)
-        for b in bindings)
-    return Source("registration", PresenceDocument(aor, tuples),
-                  max(b.updated_at for b in bindings))
+def registration_sources(bindings: list[Binding]) -> dict[str, Source]:
+    """A registered device is a way to reach the person: an open tuple of its own, its
+    contact the registered URI and its priority the binding's q (RFC 4479); one
+    source per binding, standing in for its device until that device publishes."""
+    return {
+        f"registration:{b.key}": Source(
+            "registration", PresenceDocument(b.aor, (PresenceTuple(
+                id=xml_id(f"reg-{digest(b.key)}", "t"), basic="open", contact=b.uri,
+                priority=b.q),)), b.updated_at, device=b.source, standin=True)
+        for b in bindings}
 
 
 class Presentities:
-    """Composes presentities from their live sources, lazily and once per change."""
+    """The presence core's one door for every source, and the composition of each
+    presentity from its live sources, lazily and once per change.
 
-    def __init__(self, publications: EventStateCompositor,
-                 registrar: Registrar | None = None, lines: Lines | None = None) -> None:
-        self.publications = publications
-        self.registrar = registrar
-        self.lines = lines
+    Whatever says something about a person comes in through :meth:`set_source` and
+    goes with :meth:`clear_source`: a device's PUBLISH, a registration, the phone
+    line, the HTTP API, and the bridges.  A new kind of source is a new caller, not a
+    new branch here; the owner of each source keeps its lifetime (the compositor
+    expires publications, the registrar bindings) and clears it when it ends.
+    """
+
+    def __init__(self) -> None:
+        # The live sources of each presentity, by the key their owner gave them.
+        self._sources: dict[str, dict[str, Source]] = {}
         # Versions come from one clock for all presentities, so that none goes back:
         # not when a presentity's last source goes and it is composed again later,
         # not after a restart (``restore_clock``).  A presentity not changed since
@@ -110,7 +112,45 @@ class Presentities:
         self._versions: dict[str, int] = {}
         self._cache: dict[str, Presentity] = {}
 
-    def changed(self, aor: str) -> None:
+    # -- the door ------------------------------------------------------------------
+    def set_source(self, aor: str, key: str, source: Source) -> bool:
+        """Add or replace the source *key* of *aor*; True when that changed anything
+        (a source set again as it was is no change: no new version, no NOTIFY)."""
+        sources = self._sources.setdefault(aor, {})
+        if sources.get(key) == source:
+            return False
+        sources[key] = source
+        self._changed(aor)
+        return True
+
+    def clear_source(self, aor: str, key: str) -> bool:
+        """Remove the source *key* of *aor*; False when it had none."""
+        sources = self._sources.get(aor)
+        if sources is None or sources.pop(key, None) is None:
+            return False
+        if not sources:
+            del self._sources[aor]
+        self._changed(aor)
+        return True
+
+    def replace_sources(self, aor: str, prefix: str, sources: dict[str, Source]) -> bool:
+        """Make *sources* the sources of *aor* whose keys start with *prefix* (all of
+        one owner: a presentity's bindings, its publications); True when that
+        changed anything."""
+        changed = False
+        for key in [k for k in self._sources.get(aor, {}) if k.startswith(prefix)]:
+            if key not in sources:
+                changed = self.clear_source(aor, key) or changed
+        for key, source in sources.items():
+            changed = self.set_source(aor, key, source) or changed
+        return changed
+
+    def load(self, aor: str, key: str, source: Source) -> None:
+        """Put back a source read from the store at start: no change, the presentity
+        reads at the version the clock had at the start."""
+        self._sources.setdefault(aor, {})[key] = source
+
+    def _changed(self, aor: str) -> None:
         """A source of *aor* changed: the next read composes a new version.
 
         A presentity left with no source at all loses its entry (it reads as
@@ -120,32 +160,18 @@ class Presentities:
         the life of the process: the soak's leak)."""
         self.clock += 1
         self._cache.pop(aor, None)
-        if self._has_sources(aor):
+        if aor in self._sources:
             self._versions[aor] = self.clock
         else:
             self._versions.pop(aor, None)
             self._floor = self.clock
 
-    def settle(self, aor: str) -> None:
-        """A source of *aor* went without changing what it reads as (the dialog
-        publication of a call already over, removed): once nothing is left, its entry
-        goes as in :meth:`changed`."""
-        if aor in self._versions and not self._has_sources(aor):
-            del self._versions[aor]
-            self._floor = self.clock
-
-    def _has_sources(self, aor: str) -> bool:
-        """Whether anything could make *aor* more than nobody: a presence or dialog
-        publication, or a binding (stale dialogs count: they are still kept)."""
-        return bool(self.publications.for_resource(aor, "presence")
-                    or (self.registrar is not None and self.registrar.bindings(aor))
-                    or (self.lines is not None and self.lines.published(aor)))
-
+    # -- reading -------------------------------------------------------------------
     def version(self, aor: str) -> int:
         version = self._versions.get(aor)
         if version is not None:
             return version
-        return self._base if self._has_sources(aor) else self._floor
+        return self._base if aor in self._sources else self._floor
 
     def reserve_clock(self) -> int | None:
         """The clock value to store when the clock passed what the store vouches for:
@@ -161,30 +187,24 @@ class Presentities:
         store vouches for: at or above the last one)."""
         self.clock = self._base = self._floor = self._reserved = max(self.clock, value)
 
-    def sources(self, aor: str) -> list[Source]:
-        """The live sources of *aor*: its publications (one per device, the HTTP API's
-        among them) and its registrations."""
-        published = self.publications.for_resource(aor, "presence")
-        sources = [Source(f"publish:{p.publisher}", p.document, p.updated_at)
-                   for p in published]
-        # A device that publishes speaks for itself: its binding adds no open
-        # tuple (a phone that registers and publishes "offline" is offline).
-        publishers = {p.publisher for p in published}
-        bindings = [b for b in self.registrar.bindings(aor) if b.source not in publishers
-                    ] if self.registrar is not None else []
-        if bindings:
-            sources.append(registration_source(aor, bindings))
-        return sources
+    def keys(self, aor: str) -> list[str]:
+        """The keys of the sources *aor* has."""
+        return list(self._sources.get(aor, {}))
 
-    def get(self, aor: str, now: float) -> Presentity:
+    def sources(self, aor: str) -> list[Source]:
+        """The live sources of *aor* as they are composed: a stand-in yields to a
+        source of its own device (see :class:`~sipresence.documents.compose.Source`)."""
+        live = list(self._sources.get(aor, {}).values())
+        speaking = {s.device for s in live if s.device is not None and not s.standin}
+        return [s for s in live if not (s.standin and s.device in speaking)]
+
+    def get(self, aor: str) -> Presentity:
         presentity = self._cache.get(aor)
         if presentity is None:
             sources = self.sources(aor)
-            on_the_phone = self.lines is not None and self.lines.on_the_phone(aor, now)
-            if not sources and not on_the_phone:
+            if not sources:
                 return nobody(aor)
-            presentity = Presentity(aor, self.version(aor),
-                                    compose(aor, sources, on_the_phone=on_the_phone))
+            presentity = Presentity(aor, self.version(aor), compose(aor, sources))
             self._cache[aor] = presentity
         return presentity
 

@@ -296,14 +296,14 @@ def test_watchers_of_nobody_share_one_closed_document_made_once():
     """A BLF key per colleague means many watchers of addresses with no source: their
     document is composed and serialised once, then the same bytes for everyone."""
     p = Phone()
-    first = p.agent.presentities.get("sip:nobody@example.com", 0.0)
-    again = p.agent.presentities.get("sip:nobody@example.com", 5.0)
+    first = p.agent.presentities.get("sip:nobody@example.com")
+    again = p.agent.presentities.get("sip:nobody@example.com")
     assert first is again
     assert first.body("application/pidf+xml") is again.body("application/pidf+xml")
     assert [t.basic for t in parse_pidf(first.body("application/pidf+xml")).tuples] == [
         "closed"]
     p.publish()  # alice has a source: her document is her own, not the shared one
-    alice = p.agent.presentities.get("sip:alice@example.com", 1.0)
+    alice = p.agent.presentities.get("sip:alice@example.com")
     assert [t.basic for t in alice.document.tuples] == ["open"]
 
 

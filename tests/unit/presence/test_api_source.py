@@ -20,7 +20,7 @@ def test_the_api_source_composes_with_the_devices_and_expires():
     p.collect()
     doc = parse_pidf(p.notifies()[-1].body)
     assert sorted(t.basic for t in doc.tuples) == ["closed", "open"]  # both sources kept
-    summary = p.agent.presentities.get(ALICE, 0.0).summary
+    summary = p.agent.presentities.get(ALICE).summary
     assert (summary.basic, summary.note) == ("open", "Night shift")  # newest person wins
     assert [(kind, obj.publisher) for kind, _, obj in p.agent.journal.drain()
             if kind == "publication"] == [("publication", "api")]  # persisted

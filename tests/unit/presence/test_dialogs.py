@@ -246,10 +246,10 @@ def test_a_call_over_and_its_dialog_state_removed_leaves_no_version_entry():
     PBX extension that ever called)."""
     p = Phone()
     etag = publish_dialog(p, dialog_doc("confirmed")).headers.get("SIP-ETag")
+    assert "sip:alice@example.com" in p.agent.presentities._versions  # on the phone
     etag = publish_dialog(p, dialog_doc("terminated"), cseq=2,
                           headers=[f"SIP-If-Match: {etag}"]).headers.get("SIP-ETag")
     seen = p.agent.presentities.version("sip:alice@example.com")
-    assert "sip:alice@example.com" in p.agent.presentities._versions
     removed = publish_dialog(p, b"", cseq=3, headers=[f"SIP-If-Match: {etag}", "Expires: 0"])
     assert removed.status == 200
     assert p.agent.presentities._versions == {}
