@@ -305,6 +305,34 @@ class RestoreService(_service_base()):  # type: ignore[misc]
         self.driver.watch_load()
         if self.config.gc_tuning:
             tune_gc(self.driver.reactor)
+        release_memory(self.driver.reactor)
+
+
+def release_memory(reactor: Any, interval: float = 30.0) -> None:
+    """Give the C heap's free pages back to the system every *interval* seconds.
+
+    Measured in the soak (``python -m bench soak``, glibc's ``mallinfo2`` sampled in
+    the agent): under steady load the memory malloc hands out stays flat (20-22 MiB
+    from minute 2 on, and the same after the drain), but the free space glibc keeps
+    inside its main arena grows to 20-24 MiB and stays resident, because freed
+    chunks sit between live ones and the arena's top never shrinks; that was the
+    RSS growth the soak called a leak.  ``malloc_trim(0)`` releases the whole pages
+    inside those free chunks (madvise), which took 0.5-1.6 ms every 30 s and kept
+    RSS flat.  A C library without it (musl) is left alone.
+    """
+    import ctypes
+    import ctypes.util
+
+    from twisted.internet import task
+
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is None:
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    loop = task.LoopingCall(trim, 0)
+    loop.clock = reactor
+    loop.start(interval, now=False)
 
 
 def tune_gc(reactor: Any) -> None:

@@ -100,3 +100,17 @@ def test_the_driver_sends_an_answer_only_once_its_change_is_committed():
     assert listener.sent[0].startswith(b"SIP/2.0 200") and durable == [None]
     driver.stop()
     driver.committed(2, None)  # a report while stopping is moot
+
+
+def test_the_c_heap_is_trimmed_on_the_reactor_clock():
+    """The periodic malloc_trim (app.release_memory) runs on the reactor's clock and
+    goes on running (it is the real C library's: a wrong signature would crash)."""
+    from sipresence.app import release_memory
+
+    clock = Clock()
+    release_memory(clock, interval=30.0)
+    [call] = clock.getDelayedCalls()
+    assert call.getTime() == 30.0
+    clock.advance(30.0)
+    [again] = clock.getDelayedCalls()
+    assert again.getTime() == 60.0
