@@ -35,6 +35,8 @@ class SipStreamProtocol(Protocol, TimeoutMixin):
         self.framer = StreamFramer()
         self.number = 0
         self.sip_peer: Peer | None = None
+        # The idle timeout on the driver's clock, not the global reactor's.
+        self.callLater = driver.reactor.callLater  # type: ignore[assignment]
 
     def connectionMade(self) -> None:
         self.number = self.driver.register_connection(self)
