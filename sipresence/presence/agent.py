@@ -28,17 +28,11 @@ from ..sip.message import Request, Response
 from ..sip.transport import Peer
 from ..sip.uas import make_response, origin
 from ..sip.uri import URI, AbsoluteURI, SipURI, parse_uri
-from .dialogs import BusyLamps, Lines, dialog_package
+from .dialogs import BusyLamps, DialogPackage, Lines
 from .journal import Journal, Snapshot
 from .packages import PIDF, EventPackage
 from .policy import Authorization, Rule
-from .presentity import (
-    PRESENCE_CLOCK,
-    Presentities,
-    presence_package,
-    registration_sources,
-    watcherinfo_package,
-)
+from .presentity import PRESENCE_CLOCK, PresencePackage, Presentities, registration_sources
 from .publications import (
     EventStateCompositor,
     PublishError,
@@ -47,9 +41,10 @@ from .publications import (
 )
 from .registrar import RegisterError, Registrar
 from .routing import Decision, RoutingPolicy, decide, line_state
-from .subscriptions import Notifier, Subscription, SubState
+from .subscription import Subscription, SubState
+from .subscriptions import Notifier
 from .timers import DeadlineQueue
-from .watchers import WatcherInformation
+from .watchers import WatcherInfoPackage, WatcherInformation
 
 # Requests that must prove who sends them when users are configured; the same are
 # those whose 2xx acknowledges a change of stored state.
@@ -57,10 +52,6 @@ AUTHENTICATED = frozenset({"REGISTER", "PUBLISH", "SUBSCRIBE"})
 CHANGES_STATE = AUTHENTICATED
 # The publisher name of the HTTP API's source of a presentity.
 API_SOURCE = "api"
-# The key of the phone line's source of a presentity (while a call is up).
-LINE = "line"
-# A rule's sub-handling as the notifier's decision for a new subscription.
-_SUB_STATES = {"allow": "active", "confirm": "pending", "block": "rejected"}
 
 __all__ = ["Agent", "AgentConfig"]
 
@@ -115,19 +106,14 @@ class Agent:
         self.user_agent = user_agent
         self.journal = Journal()
         self.packages: dict[str, EventPackage] = {}
-        bounds = (config.min_expires, config.max_expires)
-        for package in (presence_package(*bounds), watcherinfo_package(*bounds),
-                        dialog_package(*bounds)):
-            self.packages[package.name] = package
         self.publications = EventStateCompositor()
         self.registrar = Registrar(min_expires=config.min_expires,
                                    max_expires=config.max_expires)
-        self.lines = Lines(self.publications)
-        self.lamps = BusyLamps(self.lines)
         self.presentities = Presentities()
         self.registrations_as_source = config.registrations_as_source
-        # When a dialog of an address of record turns stale.
-        self._stale = DeadlineQueue()
+        # When a package's view of a resource changes by itself (a dialog turning
+        # stale): (package, resource) -> deadline.
+        self._package_timers = DeadlineQueue()
         self.authorization = Authorization(config.sub_handling)
         self.authenticator = (Authenticator(config.realm, config.users) if config.users
                               else None)
@@ -141,6 +127,16 @@ class Agent:
             forget=self._forget_subscription,
             notify_retries=config.notify_retries, retry_delay=config.retry_delay)
         self.watcherinfo = WatcherInformation(self.notifier)
+        self.lines = Lines(self.publications)
+        self.lamps = BusyLamps(self.lines)
+        # The event packages: each one module, registered here.
+        bounds = (config.min_expires, config.max_expires)
+        self.presence = PresencePackage(*bounds, self.presentities, self.publications,
+                                        self.authorization, self.watcherinfo)
+        self.register_package(self.presence)
+        self.register_package(WatcherInfoPackage(*bounds, self.watcherinfo))
+        self.register_package(DialogPackage(*bounds, self.lines, self.lamps,
+                                            self.authorization))
         self._capabilities: tuple[tuple[tuple[str, ...], tuple[str, ...]],
                                   list[tuple[str, str]]] | None = None
         self.handlers: dict[str, Handler] = {
@@ -158,6 +154,10 @@ class Agent:
         # that requests changing stored state get, since their change could not be
         # made durable.  None: the store writes.
         self.refusing: int | None = None
+
+    def register_package(self, package: EventPackage) -> None:
+        """Serve *package*: advertised, published to and subscribed to by its name."""
+        self.packages[package.name] = package
 
     # -- capabilities --------------------------------------------------------------------
     @property
@@ -294,10 +294,23 @@ class Agent:
         if result.etag is not None:
             self.journal.put("publication", result.etag, self.publications.get(result.etag))
         if result.changed:
-            if package.name == "dialog":
-                self._line_changed(resource, now)
-            else:
-                self._sync_publications(resource)
+            self._publications_changed(package, resource, now)
+
+    def _publications_changed(self, package: EventPackage, resource: str,
+                              now: float) -> None:
+        """What *package*'s publications of *resource* mean changed: its watchers
+        hear if they hear of every change, its presence sources go through the one
+        door, and its next change with no request is scheduled."""
+        if package.notify_on_publish:
+            self.notifier.changed(package.name, resource)
+        if package.source_prefix is not None and self.presentities.replace_sources(
+                resource, package.source_prefix, package.sources(resource, now)):
+            self._presence_changed(resource)
+        deadline = package.next_deadline(resource, now)
+        if deadline is None:
+            self._package_timers.cancel((package.name, resource))
+        else:
+            self._package_timers.set((package.name, resource), deadline)
 
     # -- sources ---------------------------------------------------------------------
     def set_source(self, aor: str, key: str, source: Source, now: float) -> None:
@@ -314,32 +327,10 @@ class Agent:
         self._presence_changed(aor)
         return True
 
-    def _publication_sources(self, aor: str) -> dict[str, Source]:
-        """The presence publications of *aor* as sources, one per device."""
-        sources: dict[str, Source] = {}
-        for publication in self.publications.for_resource(aor, "presence"):
-            name = f"publish:{publication.publisher}"
-            key = name
-            while key in sources:  # two publications of one device (rare): both count
-                key += "+"
-            sources[key] = Source(name, publication.document, publication.updated_at,
-                                  device=publication.publisher)
-        return sources
-
     def _binding_sources(self, aor: str) -> dict[str, Source]:
         if not self.registrations_as_source:
             return {}
         return registration_sources(self.registrar.bindings(aor))
-
-    @staticmethod
-    def _line_source(aor: str, now: float) -> Source:
-        """The phone line while a call is up: no tuple of its own, it puts the person
-        on the phone (documents/compose.py)."""
-        return Source(LINE, PresenceDocument(aor, ()), now, on_the_phone=True)
-
-    def _sync_publications(self, aor: str) -> None:
-        if self.presentities.replace_sources(aor, "publish:", self._publication_sources(aor)):
-            self._presence_changed(aor)
 
     def _sync_bindings(self, aor: str) -> None:
         if self.presentities.replace_sources(aor, "registration:",
@@ -366,7 +357,7 @@ class Agent:
                         notes=(Note(note),) if note else ())
         state: Basic = "open" if basic == "open" else "closed"
         document = PresenceDocument(aor, (PresenceTuple("api", state),), persons=(person,))
-        package = self.packages["presence"]
+        package = self.presence
         try:
             result = self.publications.publish(
                 package=package, resource=aor, if_match=None, expires=expires,
@@ -380,9 +371,9 @@ class Agent:
 
     def clear_api_state(self, aor: str, now: float) -> bool:
         """Remove the ``api`` source of *aor*; False when it had none."""
-        for publication in self.publications.for_resource(aor, "presence"):
+        for publication in self.publications.for_resource(aor, self.presence.name):
             if publication.publisher == API_SOURCE:
-                package = self.packages["presence"]
+                package = self.presence
                 result = self.publications.publish(
                     package=package, resource=aor, if_match=publication.etag, expires=0,
                     content_type=None, body=b"", publisher=API_SOURCE, call_id=API_SOURCE,
@@ -444,50 +435,23 @@ class Agent:
         reserved = self.presentities.reserve_clock()
         if reserved is not None:
             self.journal.put("meta", PRESENCE_CLOCK, (PRESENCE_CLOCK, str(reserved)))
-        self.notifier.changed("presence", resource)
+        self.notifier.changed(self.presence.name, resource)
         for listener in self.presence_listeners:
             listener(resource)
-
-    def _line_changed(self, aor: str, now: float) -> None:
-        """The dialogs of *aor* changed: busy lamps are told, and presence watchers
-        too when the person went on or off the phone (the line is a source of
-        presence while a call is up)."""
-        self.notifier.changed("dialog", aor)
-        if self.lines.on_the_phone(aor, now):
-            if LINE not in self.presentities.keys(aor):
-                self.set_source(aor, LINE, self._line_source(aor, now), now)
-        else:
-            self.clear_source(aor, LINE, now)
-        stale = self.lines.next_stale(aor, now)
-        if stale is None:
-            self._stale.cancel(aor)
-        else:
-            self._stale.set(aor, stale)
 
     def _render(self, subscription: Subscription, now: float) -> tuple[str, bytes] | None:
         if not subscription.authorized:
             return None  # RFC 3856 6.6.2: no state before authorization, nor after a no
-        if subscription.package == "presence":
-            presentity = self.presentities.get(subscription.resource)
-            return subscription.content_type, presentity.body(subscription.content_type)
-        if subscription.package == "presence.winfo":
-            return self.watcherinfo.render(subscription)
-        if subscription.package == "dialog":
-            return self.lamps.render(subscription, now)
-        return None
+        return self.packages[subscription.package].render(subscription, now)
 
     def _forget_subscription(self, subscription: Subscription) -> None:
         self.journal.delete("subscription", subscription.id)
-        if subscription.package == "dialog":
-            self.lamps.forget(subscription)
+        self.packages[subscription.package].forget(subscription)
 
     def _policy(self, watcher: str, resource: str, package: str) -> str:
-        """Who may subscribe.  Watcher information is for the presentity itself only
-        (RFC 3857 section 5.1); presence and the line (dialog) follow the person's
-        rules (policy.py)."""
-        if package == "presence.winfo":
-            return "active" if watcher == resource else "rejected"
-        return _SUB_STATES[self.authorization.decide(watcher, resource)]
+        """Who may subscribe: the package says (presence and the line follow the
+        person's rules, watcher information is the presentity's own)."""
+        return self.packages[package].authorize(watcher, resource)
 
     # -- authorization rules -----------------------------------------------------------
     def set_rule(self, presentity: str, watcher: str, action: str, now: float) -> Rule:
@@ -512,42 +476,41 @@ class Agent:
         that is now allowed becomes active and gets the state; a blocked one ends
         with reason rejected (RFC 6665 4.2.2).  An allowed watcher is not made
         pending again by a later ``confirm``: that decision was taken."""
-        for package in ("presence", "dialog"):
-            for subscription in self.notifier.watchers(package, presentity):
-                decision = self._policy(subscription.watcher, presentity, package)
+        for package in self.packages.values():
+            for subscription in self.notifier.watchers(package.name, presentity):
+                decision = package.authorize(subscription.watcher, presentity)
                 if decision == "rejected":
                     self.notifier.end(subscription, "rejected", "reject")
                 elif decision == "active" and subscription.state is SubState.PENDING:
                     self.notifier.approve(subscription)
 
     def _watcher_event(self, subscription: Subscription, event: str) -> None:
-        if subscription.package == "presence":
-            self.watcherinfo.watcher_changed(subscription, event)
+        self.packages[subscription.package].watcher_event(subscription, event)
 
     # -- time and restart ------------------------------------------------------------------
     def get_timer(self) -> float | None:
         deadlines = [d for d in (self.notifier.next_deadline(),
                                  self.publications.next_deadline(),
                                  self.registrar.next_deadline(),
-                                 self._stale.next_deadline()) if d is not None]
+                                 self._package_timers.next_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         expired = self.publications.expire(now)
         for publication in expired:
             self.journal.delete("publication", publication.etag)
-        for resource in {p.resource for p in expired if p.package == "presence"}:
-            self._sync_publications(resource)
         unbound = set()
         for binding in self.registrar.expire(now):
             self.journal.delete("binding", binding.store_key)
             unbound.add(binding.aor)
         for aor in unbound:
             self._sync_bindings(aor)
-        lines = {p.resource for p in expired if p.package == "dialog"}
-        lines.update(str(aor) for aor in self._stale.pop_due(now))
-        for aor in lines:
-            self._line_changed(aor, now)
+        due = {(p.package, p.resource) for p in expired}
+        due.update(self._package_timers.pop_due(now))  # type: ignore[arg-type]
+        for name, resource in sorted(due):
+            package = self.packages.get(name)
+            if package is not None:
+                self._publications_changed(package, resource, now)
         self.notifier.handle_timer(now)
 
     def restore(self, snapshot: Snapshot, now: float) -> None:
@@ -572,17 +535,15 @@ class Agent:
             self.notifier.restore(subscription)
         # The sources as they were are the baseline (no change, no NOTIFY); what
         # expired while the agent was down expires now, and its watchers hear it.
-        for aor in {p.resource for p in self.publications.all() if p.package == "presence"}:
-            for key, source in self._publication_sources(aor).items():
-                self.presentities.load(aor, key, source)
+        for name, resource in {(p.package, p.resource) for p in self.publications.all()}:
+            package = self.packages[name]
+            for key, source in package.sources(resource, now).items():
+                self.presentities.load(resource, key, source)
+            deadline = package.next_deadline(resource, now)
+            if deadline is not None:
+                self._package_timers.set((name, resource), deadline)
         for aor in {b.aor for b in self.registrar.all()}:
             for key, source in self._binding_sources(aor).items():
                 self.presentities.load(aor, key, source)
-        for aor in {p.resource for p in self.publications.all() if p.package == "dialog"}:
-            if self.lines.on_the_phone(aor, now):
-                self.presentities.load(aor, LINE, self._line_source(aor, now))
-            stale = self.lines.next_stale(aor, now)
-            if stale is not None:
-                self._stale.set(aor, stale)
         self.handle_timer(now)
 

@@ -21,15 +21,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..documents.compose import Source
 from ..documents.dialoginfo import Dialog, DialogInfo, parse_dialog_info, serialize_dialog_info
+from ..documents.pidf import PresenceDocument
 from ..documents.xml import digest
 from .packages import DIALOG_INFO, EventPackage
+from .policy import Authorization
 from .publications import EventStateCompositor
-from .subscriptions import Subscription
+from .subscription import Subscription
 
-__all__ = ["dialog_package", "Lines", "BusyLamps", "ACTIVE_STATES"]
+__all__ = ["DialogPackage", "Lines", "BusyLamps", "ACTIVE_STATES", "LINE"]
 
 PACKAGE = "dialog"
+# The key of the phone line's source of a presentity (while a call is up).
+LINE = "line"
 # The states in which the person is on the phone (RFC 4235: early is ringing).
 ACTIVE_STATES = frozenset({"early", "confirmed"})
 _SETUP_STATES = frozenset({"trying", "proceeding", "early"})
@@ -69,10 +74,43 @@ def merge(old: DialogInfo | None, new: DialogInfo) -> tuple[DialogInfo, bytes]:
     return merged, serialize_dialog_info(merged)
 
 
-def dialog_package(min_expires: int, max_expires: int) -> EventPackage:
-    return EventPackage(PACKAGE, notify_types=(DIALOG_INFO,), publish_types=(DIALOG_INFO,),
-                        parse=_parse, merge=merge, min_expires=min_expires,
-                        max_expires=max_expires, one_per_source=False)
+class DialogPackage(EventPackage):
+    """RFC 4235: PBXes and phones publish the calls of a line, busy lamps watch them
+    (every change, full then partial), and the line is a source of presence while a
+    call is up (the person is on the phone).  Watchers follow the person's rules."""
+
+    def __init__(self, min_expires: int, max_expires: int, lines: Lines, lamps: BusyLamps,
+                 authorization: Authorization) -> None:
+        super().__init__(PACKAGE, notify_types=(DIALOG_INFO,), publish_types=(DIALOG_INFO,),
+                         parse=_parse, merge=merge, min_expires=min_expires,
+                         max_expires=max_expires, one_per_source=False,
+                         source_prefix=LINE, notify_on_publish=True)
+        self.lines = lines
+        self.lamps = lamps
+        self.authorization = authorization
+        # Since when each line with a call up has been busy (the source's time).
+        self._since: dict[str, float] = {}
+
+    def authorize(self, watcher: str, resource: str) -> str:
+        return self.authorization.sub_state(watcher, resource)
+
+    def render(self, subscription: Subscription, now: float) -> tuple[str, bytes]:
+        return self.lamps.render(subscription, now)
+
+    def sources(self, resource: str, now: float) -> dict[str, Source]:
+        """The line, while a call is up: no tuple of its own, it puts the person on
+        the phone (documents/compose.py)."""
+        if not self.lines.on_the_phone(resource, now):
+            self._since.pop(resource, None)
+            return {}
+        since = self._since.setdefault(resource, now)
+        return {LINE: Source(LINE, PresenceDocument(resource, ()), since, on_the_phone=True)}
+
+    def next_deadline(self, resource: str, now: float) -> float | None:
+        return self.lines.next_stale(resource, now)
+
+    def forget(self, subscription: Subscription) -> None:
+        self.lamps.forget(subscription)
 
 
 class Lines:

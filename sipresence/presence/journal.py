@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .policy import Rule
 from .publications import Publication
 from .registrar import Binding
-from .subscriptions import Subscription
+from .subscription import Subscription
 
 __all__ = ["Journal", "Snapshot"]
 

@@ -47,6 +47,9 @@ def rule_target(watcher: str) -> str:
     return f"{scheme.lower()}:{user}{at}{host.lower()}"
 
 
+_SUB_STATES = {"allow": "active", "confirm": "pending", "block": "rejected"}
+
+
 class Authorization:
     """The rules of every presentity, and the decision for a SUBSCRIBE."""
 
@@ -81,6 +84,11 @@ class Authorization:
         if not rules:
             self._rules.pop(presentity, None)
         return rule
+
+    def sub_state(self, watcher: str, presentity: str) -> str:
+        """The rule's decision as the notifier's for a new subscription: allow is
+        ``active``, confirm ``pending``, block ``rejected``."""
+        return _SUB_STATES[self.decide(watcher, presentity)]
 
     def rules(self, presentity: str) -> list[Rule]:
         return sorted(self._rules.get(presentity, {}).values(), key=lambda r: r.watcher)

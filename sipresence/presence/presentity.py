@@ -15,11 +15,15 @@ from ..documents.compose import Source, Summary, compose, summary
 from ..documents.pidf import PresenceDocument, PresenceTuple, serialize_pidf
 from ..documents.xml import digest, xml_id
 from ..documents.xpidf import parse_presence, serialize_xpidf
-from .packages import CPIM_PIDF, PIDF, WATCHERINFO, XPIDF, EventPackage
+from .packages import CPIM_PIDF, PIDF, XPIDF, EventPackage
+from .policy import Authorization
+from .publications import EventStateCompositor
 from .registrar import Binding
+from .subscription import Subscription
+from .watchers import WatcherInformation
 
-__all__ = ["Presentity", "Presentities", "presence_package", "registration_sources",
-           "watcherinfo_package", "PRESENCE_CLOCK"]
+__all__ = ["Presentity", "Presentities", "PresencePackage", "registration_sources",
+           "PRESENCE_CLOCK"]
 
 # The store's key for the presentity version clock, and how far ahead it is reserved.
 PRESENCE_CLOCK = "presence_clock"
@@ -36,15 +40,44 @@ def _parse_presence(body: bytes, content_type: str) -> PresenceDocument:
     return parse_presence(body)
 
 
-def presence_package(min_expires: int, max_expires: int) -> EventPackage:
-    return EventPackage("presence", notify_types=(PIDF, XPIDF, CPIM_PIDF),
-                        publish_types=(PIDF, XPIDF, CPIM_PIDF), parse=_parse_presence,
-                        min_expires=min_expires, max_expires=max_expires)
+class PresencePackage(EventPackage):
+    """RFC 3856: each device's PUBLISH is one source of the composed presence, and a
+    watcher gets the composed document in the format it accepts, as the person's
+    rules allow; its watchers are the owner's watcher information."""
 
+    def __init__(self, min_expires: int, max_expires: int, presentities: Presentities,
+                 publications: EventStateCompositor, authorization: Authorization,
+                 watcherinfo: WatcherInformation) -> None:
+        super().__init__("presence", notify_types=(PIDF, XPIDF, CPIM_PIDF),
+                         publish_types=(PIDF, XPIDF, CPIM_PIDF), parse=_parse_presence,
+                         min_expires=min_expires, max_expires=max_expires,
+                         source_prefix="publish:")
+        self.presentities = presentities
+        self.publications = publications
+        self.authorization = authorization
+        self.watcherinfo = watcherinfo
 
-def watcherinfo_package(min_expires: int, max_expires: int) -> EventPackage:
-    return EventPackage("presence.winfo", notify_types=(WATCHERINFO,),
-                        min_expires=min_expires, max_expires=max_expires)
+    def authorize(self, watcher: str, resource: str) -> str:
+        return self.authorization.sub_state(watcher, resource)
+
+    def render(self, subscription: Subscription, now: float) -> tuple[str, bytes]:
+        presentity = self.presentities.get(subscription.resource)
+        return subscription.content_type, presentity.body(subscription.content_type)
+
+    def sources(self, resource: str, now: float) -> dict[str, Source]:
+        """One source per device: a device that publishes speaks for itself."""
+        sources: dict[str, Source] = {}
+        for publication in self.publications.for_resource(resource, self.name):
+            name = f"publish:{publication.publisher}"
+            key = name
+            while key in sources:  # two publications of one device (rare): both count
+                key += "+"
+            sources[key] = Source(name, publication.document, publication.updated_at,
+                                  device=publication.publisher)
+        return sources
+
+    def watcher_event(self, subscription: Subscription, event: str) -> None:
+        self.watcherinfo.watcher_changed(subscription, event)
 
 
 class Presentity:

@@ -10,10 +10,11 @@ it, so the version never goes back.
 from __future__ import annotations
 
 from ..documents.watcherinfo import Watcher, WatcherInfo, WatcherList, serialize_watcherinfo
-from .packages import WATCHERINFO
-from .subscriptions import Notifier, Subscription, SubState
+from .packages import WATCHERINFO, EventPackage
+from .subscription import Subscription, SubState
+from .subscriptions import Notifier
 
-__all__ = ["WatcherInformation"]
+__all__ = ["WatcherInfoPackage", "WatcherInformation"]
 
 PACKAGE = "presence.winfo"
 # Notifier events map onto RFC 3858 watcher events.
@@ -47,7 +48,7 @@ class WatcherInformation:
             self._pending.setdefault(winfo.id, {})[entry.id] = entry
             self.notifier.refresh_one(winfo)
 
-    def render(self, winfo: Subscription) -> tuple[str, bytes]:
+    def render(self, winfo: Subscription, now: float) -> tuple[str, bytes]:
         """The next watcherinfo document for *winfo*: full first, then partial."""
         winfo.version += 1
         changes = self._pending.pop(winfo.id, {})
@@ -64,3 +65,20 @@ class WatcherInformation:
         if winfo.ending is not None:
             self._pending.pop(winfo.id, None)
         return WATCHERINFO, serialize_watcherinfo(document)
+
+
+class WatcherInfoPackage(EventPackage):
+    """``presence.winfo``: a presentity's watchers, for the presentity itself only
+    (RFC 3857 section 5.1)."""
+
+    def __init__(self, min_expires: int, max_expires: int,
+                 watcherinfo: WatcherInformation) -> None:
+        super().__init__(PACKAGE, notify_types=(WATCHERINFO,), min_expires=min_expires,
+                         max_expires=max_expires)
+        self.watcherinfo = watcherinfo
+
+    def authorize(self, watcher: str, resource: str) -> str:
+        return "active" if watcher == resource else "rejected"
+
+    def render(self, subscription: Subscription, now: float) -> tuple[str, bytes]:
+        return self.watcherinfo.render(subscription, now)

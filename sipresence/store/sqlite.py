@@ -39,7 +39,7 @@ from ..presence.policy import Rule
 from ..presence.presentity import PRESENCE_CLOCK
 from ..presence.publications import Publication
 from ..presence.registrar import Binding
-from ..presence.subscriptions import Subscription, SubState
+from ..presence.subscription import Subscription, SubState
 from .base import Change, Done, RowsRefused, StoreError, StoreHealth
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sipresence.presence.packages import EventPackage
-from sipresence.presence.subscriptions import Notifier, SubState
+from sipresence.presence.subscription import SubState
+from sipresence.presence.subscriptions import Notifier
 from sipresence.sip.message import Response
 from sipresence.sip.parser import parse_datagram
 from sipresence.sip.transport import Peer
@@ -242,7 +243,7 @@ def test_responses_echo_the_agent_contact_for_tcp_with_transport():
 
 
 def test_counters_are_persisted_as_reservations_above_every_value_sent():
-    from sipresence.presence.subscriptions import COUNTER_BLOCK
+    from sipresence.presence.subscription import COUNTER_BLOCK
     from sipresence.store.sqlite import subscription_row
 
     h = Harness()

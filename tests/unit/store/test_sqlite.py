@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from sipresence.presence.journal import Journal
 from sipresence.presence.publications import Publication
-from sipresence.presence.subscriptions import Subscription, SubState
+from sipresence.presence.subscription import Subscription, SubState
 from sipresence.store.sqlite import SqliteStore
 
 
