@@ -33,17 +33,17 @@ import secrets
 from collections.abc import Callable
 from typing import cast
 
+from ..sip.dialog import Dialog, contact, local_contact
 from ..sip.endpoint import Outgoing
-from ..sip.headers import HeaderError, parse_name_addr, parse_params
+from ..sip.headers import HeaderError, parse_params
 from ..sip.message import Request, Response
 from ..sip.transport import Peer
 from ..sip.uas import RequestError, make_response, new_tag
-from ..sip.uri import SipURI, format_host, parse_uri
 from .packages import EventPackage, negotiate
-from .subscription import Subscription, SubState
+from .subscription import FlowAction, FlowEvent, FlowState, Subscription, SubState
 from .timers import DeadlineQueue
 
-__all__ = ["Notifier", "SubscribeError", "agent_contact", "parse_event"]
+__all__ = ["Notifier", "SubscribeError", "parse_event"]
 
 
 _TRANSITIONS: dict[tuple[SubState, str], SubState] = {
@@ -58,13 +58,6 @@ _TRANSITIONS: dict[tuple[SubState, str], SubState] = {
 
 class SubscribeError(RequestError):
     """A SUBSCRIBE answered with an error (RFC 6665); nothing was changed."""
-
-
-def agent_contact(peer: Peer) -> str:
-    """The agent's Contact for a dialog: the address the peer reached it on."""
-    host, port = peer.local or ("127.0.0.1", 5060)
-    transport = "" if peer.transport == "UDP" else f";transport={peer.transport.lower()}"
-    return f"<sip:{format_host(host)}:{port}{transport}>"
 
 
 def parse_event(value: str | None) -> tuple[str, str | None]:
@@ -172,7 +165,10 @@ class Notifier:
         content_type = negotiate(request.headers.get_all("accept"), package.notify_types)
         if content_type is None:
             raise SubscribeError(406, headers=[("Accept", ", ".join(package.notify_types))])
-        target = _contact_uri(request)
+        try:
+            dialog = Dialog.as_uas(request, new_tag())
+        except HeaderError as exc:
+            raise SubscribeError(400, str(exc)) from None
         watcher = request.from_.uri.aor()
         decision = self.policy(watcher, resource, package.name)
         if decision == "rejected":
@@ -181,10 +177,7 @@ class Notifier:
         subscription = Subscription(
             id=secrets.token_hex(8), package=package.name, resource=resource,
             event_id=event_id, watcher=watcher, watcher_display=request.from_.display,
-            call_id=request.call_id, local_tag=new_tag(), remote_tag=request.from_.tag or "",
-            local_uri=request.to.uri_text, remote_uri=request.from_.uri_text,
-            remote_target=target, route_set=request.headers.values("record-route"),
-            local_cseq=0, remote_cseq=request.cseq.number, transport=peer.transport,
+            dialog=dialog, transport=peer.transport,
             host=peer.host, port=peer.port, connection=peer.connection, local=peer.local,
             content_type=content_type, state=state, expires_at=now + expires, created_at=now,
             authorized=state is SubState.ACTIVE)
@@ -206,14 +199,15 @@ class Notifier:
         subscription = self._by_dialog.get(key)
         if subscription is None or subscription.ending is not None:
             raise SubscribeError(481)
-        if request.cseq.number <= subscription.remote_cseq:
+        if not subscription.dialog.in_order(request.cseq.number):
             raise SubscribeError(500, "CSeq out of order")
         expires = self._expires(request, package)
-        target = _contact_uri(request) if "contact" in request.headers else None
+        try:
+            target = contact(request) if "contact" in request.headers else None
+        except HeaderError as exc:
+            raise SubscribeError(400, str(exc)) from None
         # Checks done; from here on the subscription changes.
-        if target is not None:
-            subscription.remote_target = target  # target refresh
-        subscription.remote_cseq = request.cseq.number
+        subscription.dialog.received(request.cseq.number, target)
         if peer.reliable:
             subscription.connection = peer.connection  # the newest flow
         status = 202 if subscription.state is SubState.PENDING else 200
@@ -230,9 +224,9 @@ class Notifier:
     @staticmethod
     def _ok(request: Request, subscription: Subscription, status: int,
             expires: int) -> Response:
-        return make_response(request, status, to_tag=subscription.local_tag, headers=[
+        return make_response(request, status, to_tag=subscription.dialog.local_tag, headers=[
             ("Expires", str(expires)),
-            ("Contact", agent_contact(subscription.peer)),
+            ("Contact", local_contact(subscription.peer)),
         ])
 
     # -- state changes -------------------------------------------------------------------
@@ -263,9 +257,27 @@ class Notifier:
         self.observe(subscription, reason)
 
     def _mark(self, subscription: Subscription) -> None:
-        if not subscription.dirty:
-            subscription.dirty = True
-            self._pending.append(subscription)
+        self._apply(subscription, subscription.flow.handle(FlowEvent.CHANGE), 0.0)
+
+    def _apply(self, subscription: Subscription, actions: tuple[FlowAction, ...],
+               now: float) -> None:
+        """Carry out what the NOTIFY flow's table asked for."""
+        for action in actions:
+            if action is FlowAction.QUEUE:
+                self._pending.append(subscription)
+            elif action is FlowAction.RETRY_LATER:
+                # The state of that moment, in full: the watcher may not have the
+                # partial document that was lost.
+                subscription.full_state_due = True
+                self._timers.set(("retry", subscription.id), now + self.retry_delay)
+            else:
+                # The watcher is gone (RFC 6665 4.2.2): no further NOTIFY.  The
+                # owner's watcher information says "deactivated" (RFC 3858: ended by
+                # the server, the watcher may subscribe again); "giveup" is for a
+                # decision that never came.
+                if subscription.ending is None:
+                    self.end(subscription, "deactivated", "giveup")
+                self._drop(subscription)
 
     # -- NOTIFY --------------------------------------------------------------------------
     def flush(self, now: float) -> None:
@@ -273,11 +285,11 @@ class Notifier:
         while self._pending:
             batch, self._pending = self._pending, []
             for subscription in batch:
-                if subscription.dirty and not subscription.in_flight:
+                if subscription.flow.state is FlowState.DUE:
                     self._notify(subscription, now)
 
     def _notify(self, subscription: Subscription, now: float) -> None:
-        subscription.dirty = False
+        subscription.flow.handle(FlowEvent.SEND)
         ending = subscription.ending
         if ending is not None:
             state = f"terminated;reason={ending}"
@@ -285,18 +297,9 @@ class Notifier:
             remaining = max(0, int(subscription.expires_at - now))
             state = f"{subscription.state.value};expires={remaining}"
         content = self.render(subscription, now)
-        subscription.local_cseq += 1
-        request = Request("NOTIFY", subscription.remote_target)
+        flow = subscription.peer
+        request = subscription.dialog.request("NOTIFY", flow)
         headers = request.headers
-        headers.add("Max-Forwards", "70")
-        headers.add("From", f"<{subscription.local_uri}>;tag={subscription.local_tag}")
-        to = f"<{subscription.remote_uri}>"
-        headers.add("To", f"{to};tag={subscription.remote_tag}" if subscription.remote_tag else to)
-        headers.add("Call-ID", subscription.call_id)
-        headers.add("CSeq", f"{subscription.local_cseq} NOTIFY")
-        for route in subscription.route_set:
-            headers.add("Route", route)
-        headers.add("Contact", agent_contact(subscription.peer))
         event = subscription.package
         if subscription.event_id is not None:
             event += f";id={subscription.event_id}"
@@ -307,8 +310,7 @@ class Notifier:
             request.body = content[1]
         if ending is None and subscription.reserve_counters():
             self.persist(subscription)
-        subscription.in_flight = True
-        self._outbox.append(Outgoing(request, self._destination(subscription), subscription))
+        self._outbox.append(Outgoing(request, subscription.dialog.next_hop(flow), subscription))
 
     def take(self) -> list[Outgoing]:
         """The NOTIFYs queued so far, each with its subscription as the reference its
@@ -316,56 +318,22 @@ class Notifier:
         out, self._outbox = self._outbox, []
         return out
 
-    def _destination(self, subscription: Subscription) -> Peer:
-        """Where NOTIFYs go: the first Route if there is a route set, else back the way
-        the SUBSCRIBE came (its source address, or its connection), which also works
-        for watchers behind NAT whose Contact is a private address.  A stream whose
-        connection is gone (after a restart) is reached at its Contact instead: the
-        old source port was the watcher's ephemeral one."""
-        if subscription.route_set:
-            try:
-                uri = parse_name_addr(subscription.route_set[0]).uri
-            except HeaderError:
-                uri = None
-            if isinstance(uri, SipURI):
-                return _uri_peer(uri, subscription.local)
-        if subscription.transport != "UDP" and subscription.connection is None:
-            try:
-                target = parse_uri(subscription.remote_target)
-            except ValueError:
-                target = None
-            if isinstance(target, SipURI):
-                return _uri_peer(target, subscription.local, subscription.transport)
-        return subscription.peer
-
     def answered(self, subscription: Subscription, response: Response, now: float) -> None:
-        """The final answer to the NOTIFY in flight for *subscription*."""
-        subscription.in_flight = False
+        """The final answer to the NOTIFY in flight for *subscription*: a 2xx, a
+        transient failure (408, 503 or no answer: retried ``notify_retries`` times,
+        never for the last NOTIFY) or the end of the watcher (481, any other error)."""
         status = response.status
+        flow = subscription.flow
         if 200 <= status < 300:
-            subscription.failures = 0
-            if subscription.dirty:
-                self._pending.append(subscription)
-            elif subscription.ending is not None:
-                self._drop(subscription)
-            return
-        if (status in (408, 503) and subscription.ending is None
-                and subscription.failures < self.notify_retries):
-            # Transient: try again shortly, with the state of that moment, in full:
-            # the watcher may not have the partial document that was lost.
-            subscription.failures += 1
-            subscription.dirty = True
-            subscription.full_state_due = True
-            self._timers.set(("retry", subscription.id), now + self.retry_delay)
-            return
-        # 481 (the dialog is gone), any other error, or retries used up: the watcher
-        # is gone (RFC 6665 4.2.2); it gets no further NOTIFY.  The owner's watcher
-        # information says "deactivated" (RFC 3858: ended by the server, the watcher
-        # may subscribe again); "giveup" is for a decision that never came.
-        if subscription.ending is None:
-            self.end(subscription, "deactivated", "giveup")
-        subscription.dirty = False
-        self._drop(subscription)
+            event = FlowEvent.OK
+        elif (status in (408, 503) and subscription.ending is None
+              and flow.failures < self.notify_retries):
+            event = FlowEvent.TRANSIENT
+        else:
+            event = FlowEvent.FATAL
+        self._apply(subscription, flow.handle(event), now)
+        if flow.state is FlowState.IDLE and subscription.ending is not None:
+            self._drop(subscription)  # its last NOTIFY was taken
 
     # -- time ----------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -379,8 +347,8 @@ class Notifier:
                 continue
             if kind == "expire":
                 self.end(subscription, "timeout", "expire")
-            elif kind == "retry" and subscription.dirty:
-                self._pending.append(subscription)
+            elif kind == "retry":
+                self._apply(subscription, subscription.flow.handle(FlowEvent.RETRY_TIMER), now)
 
     # -- bookkeeping ---------------------------------------------------------------------
     def restore(self, subscription: Subscription) -> None:
@@ -412,24 +380,3 @@ class Notifier:
         if self._by_dialog.get(subscription.dialog_key) is subscription:
             del self._by_dialog[subscription.dialog_key]
         self._timers.cancel(("retry", subscription.id))
-
-
-def _uri_peer(uri: SipURI, local: tuple[str, int] | None,
-              transport: str | None = None) -> Peer:
-    """The next hop a SIP URI names (RFC 3263 without DNS records: host and port)."""
-    transport = uri.transport or transport or ("TLS" if uri.scheme == "sips" else "UDP")
-    default = 5061 if transport == "TLS" else 5060
-    return Peer(transport, uri.host.strip("[]"), uri.port or default, None, local)
-
-
-def _contact_uri(request: Request) -> str:
-    """The remote target from a request's Contact (RFC 6665: SUBSCRIBE must carry one)."""
-    values = request.headers.values("contact")
-    if len(values) != 1:
-        raise SubscribeError(400, "Missing Contact" if not values else "Multiple Contacts")
-    try:
-        contact = parse_name_addr(values[0])
-        parse_uri(contact.uri_text)
-    except (HeaderError, ValueError):
-        raise SubscribeError(400, "Bad Contact") from None
-    return contact.uri_text

@@ -40,6 +40,7 @@ from ..presence.presentity import PRESENCE_CLOCK
 from ..presence.publications import Publication
 from ..presence.registrar import Binding
 from ..presence.subscription import Subscription, SubState
+from ..sip.dialog import Dialog
 from .base import Change, Done, RowsRefused, StoreError, StoreHealth
 
 __all__ = ["SqliteStore", "SCHEMA_VERSION"]
@@ -83,6 +84,9 @@ _SUB_COLUMNS = ("id", "package", "resource", "event_id", "watcher", "watcher_dis
                 "remote_target", "route_set", "local_cseq", "remote_cseq", "transport",
                 "host", "port", "local_host", "local_port", "content_type", "state",
                 "expires_at", "created_at", "version")
+# The subscription columns that hold its dialog (sip/dialog.py).
+_DIALOG_COLUMNS = ("call_id", "local_tag", "remote_tag", "local_uri", "remote_uri",
+                   "remote_target", "route_set", "local_cseq", "remote_cseq")
 _BINDING_COLUMNS = ("key", "aor", "contact", "uri", "instance", "reg_id", "q", "call_id",
                     "cseq", "expires_at", "updated_at", "user_agent", "source")
 _RULE_COLUMNS = ("key", "presentity", "watcher", "action")
@@ -102,9 +106,10 @@ def subscription_row(s: Subscription) -> Row:
     """The row of a subscription; its counters as reserved (see Subscription)."""
     local_host, local_port = s.local if s.local is not None else (None, None)
     cseq, version = s.stored_counters
+    d = s.dialog
     return (s.id, s.package, s.resource, s.event_id, s.watcher, s.watcher_display,
-            s.call_id, s.local_tag, s.remote_tag, s.local_uri, s.remote_uri,
-            s.remote_target, json.dumps(s.route_set), max(s.local_cseq, cseq), s.remote_cseq,
+            d.call_id, d.local_tag, d.remote_tag, d.local_uri, d.remote_uri,
+            d.remote_target, json.dumps(d.route_set), max(d.local_cseq, cseq), d.remote_cseq,
             s.transport, s.host, s.port, local_host, local_port, s.content_type,
             s.state.value, s.expires_at, s.created_at, max(s.version, version))
 
@@ -257,8 +262,9 @@ class SqliteStore:
             values["local"] = (local_host, local_port) if local_host is not None else None
             values["route_set"] = json.loads(values["route_set"])
             values["state"] = SubState(values["state"])
-            subscription = Subscription(connection=None, **values)
-            subscription.stored_counters = (subscription.local_cseq, subscription.version)
+            dialog = Dialog(**{name: values.pop(name) for name in _DIALOG_COLUMNS})
+            subscription = Subscription(dialog=dialog, connection=None, **values)
+            subscription.stored_counters = (dialog.local_cseq, subscription.version)
             subscriptions.append(subscription)
         bindings = [Binding(*_text(row)[1:]) for row in self._db.execute(
             f"SELECT {', '.join(_BINDING_COLUMNS)} FROM bindings")]

@@ -434,7 +434,7 @@ def test_a_watcher_that_never_answers_holds_up_nobody_and_is_given_up_after_its_
     # First try at 0, timer F at 32, retry at 33 (F at 65), retry at 66 (F at 98): given up.
     assert sorted({n.cseq.number for n in to("dead")}) == [1, 2, 3]
     assert all(n.headers.get("Subscription-State").startswith("active") for n in to("dead"))
-    assert [s.call_id for s in p.agent.notifier.all()] == ["live"]
+    assert [s.dialog.call_id for s in p.agent.notifier.all()] == ["live"]
     assert len(p.agent.notifier.watchers("presence", "sip:alice@example.com")) == 1
 
 

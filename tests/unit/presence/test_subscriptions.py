@@ -229,7 +229,7 @@ def test_route_set_is_used_for_notify_and_its_first_hop_is_the_destination():
 def test_every_cseq_step_is_persisted_with_the_subscription():
     h = Harness()
     h.subscribe(subscribe())
-    assert h.persisted and h.persisted[-1].local_cseq == 1
+    assert h.persisted and h.persisted[-1].dialog.local_cseq == 1
     assert h.persisted[-1].state is SubState.ACTIVE
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from sipresence.presence.journal import Journal
 from sipresence.presence.publications import Publication
 from sipresence.presence.subscription import Subscription, SubState
+from sipresence.sip.dialog import Dialog
 from sipresence.store.sqlite import SqliteStore
 
 
@@ -18,10 +19,11 @@ def publication(etag="e1"):
 def subscription(sid="s1", cseq=3):
     return Subscription(
         id=sid, package="presence", resource="sip:alice@example.com", event_id="7",
-        watcher="sip:bob@example.com", watcher_display="Bob", call_id="c", local_tag="lt",
-        remote_tag="rt", local_uri="sip:alice@example.com", remote_uri="sip:bob@example.com",
-        remote_target="sip:bob@192.0.2.7:5070", route_set=["<sip:p.example.com;lr>"],
-        local_cseq=cseq, remote_cseq=1, transport="TCP", host="192.0.2.7", port=5070,
+        watcher="sip:bob@example.com", watcher_display="Bob", dialog=Dialog(
+            call_id="c", local_tag="lt", remote_tag="rt", local_uri="sip:alice@example.com",
+            remote_uri="sip:bob@example.com", remote_target="sip:bob@192.0.2.7:5070",
+            route_set=["<sip:p.example.com;lr>"], local_cseq=cseq, remote_cseq=1),
+        transport="TCP", host="192.0.2.7", port=5070,
         connection=12, local=("127.0.0.1", 5060), content_type="application/pidf+xml",
         state=SubState.ACTIVE, expires_at=600.0, created_at=0.0, version=4)
 
@@ -61,7 +63,7 @@ def test_the_journal_coalesces_and_deletes(tmp_path):
     journal = Journal()
     sub = subscription()
     journal.put("subscription", "s1", sub)
-    sub.local_cseq = 9
+    sub.dialog.local_cseq = 9
     journal.put("subscription", "s1", sub)
     journal.put("publication", "e1", publication())
     assert len(journal) == 2
@@ -71,7 +73,7 @@ def test_the_journal_coalesces_and_deletes(tmp_path):
     store.submit(journal.drain())
     snapshot = store.load()
     assert snapshot.publications == []
-    assert snapshot.subscriptions[0].local_cseq == 9
+    assert snapshot.subscriptions[0].dialog.local_cseq == 9
 
 
 def test_the_writer_thread_commits_queued_batches_together(tmp_path):
@@ -83,7 +85,7 @@ def test_the_writer_thread_commits_queued_batches_together(tmp_path):
     store.close()
     assert store.rows_written == 200 and store.batches_written <= 200
     snapshot = SqliteStore(str(tmp_path / "db.sqlite3")).load()
-    assert sorted(s.local_cseq for s in snapshot.subscriptions) == list(range(200))
+    assert sorted(s.dialog.local_cseq for s in snapshot.subscriptions) == list(range(200))
 
 
 def test_registrar_bindings_round_trip(tmp_path):
