@@ -12,6 +12,7 @@ from sipresence.presence.agent import Agent
 from sipresence.sip.endpoint import Endpoint
 from sipresence.sip.message import Request, Response
 from sipresence.sip.parser import StreamFramer
+from sipresence.sip.transport import Peer
 
 IDLE = 30.0
 
@@ -93,3 +94,22 @@ def test_a_notify_goes_back_on_the_connection_its_subscribe_came_on():
     assert isinstance(notify, Request) and notify.method == "NOTIFY"
     assert other.value() == b""
     assert not net.reactor.tcpClients  # no new connection was opened for it
+
+
+def test_a_request_to_a_peer_with_an_open_connection_reuses_it():
+    """A NOTIFY whose subscription lost its connection number (a restart) but whose
+    watcher's address has a connection open goes on that one, none is opened."""
+    net = Network()
+    _, other = net.connect(40001)
+    _, watcher = net.connect(40002)
+    notify = Request("NOTIFY", "sip:bob@127.0.0.1:40002;transport=tcp")
+    for name, value in (("From", "<sip:alice@example.com>;tag=a1"),
+                        ("To", "<sip:bob@example.com>;tag=b1"), ("Call-ID", "n1"),
+                        ("CSeq", "1 NOTIFY"), ("Max-Forwards", "70")):
+        notify.headers.add(name, value)
+    net.endpoint.send_request(notify, Peer("TCP", "127.0.0.1", 40002), net.reactor.seconds(),
+                              "n1")
+    net.driver.flush()
+    [sent] = received(watcher)
+    assert isinstance(sent, Request) and sent.method == "NOTIFY"
+    assert other.value() == b"" and not net.reactor.tcpClients
