@@ -23,15 +23,19 @@ __all__ = ["Dialog", "contact", "local_contact"]
 
 def contact(request: Request) -> str:
     """The remote target a request's one Contact names (RFC 3261 12.1.1); raises
-    HeaderError when there is none, more than one, or it does not parse."""
+    HeaderError when there is none, more than one, or it cannot be a Request-URI:
+    one that does not parse, or a SIP URI with headers (RFC 3261 19.1.1 allows none
+    there; every request sent in the dialog would be malformed, found by fuzzing)."""
     values = request.headers.values("contact")
     if len(values) != 1:
         raise HeaderError("Missing Contact" if not values else "Multiple Contacts")
     try:
         address = parse_name_addr(values[0])
-        parse_uri(address.uri_text)
+        uri = parse_uri(address.uri_text)
     except (HeaderError, ValueError):
         raise HeaderError("Bad Contact") from None
+    if isinstance(uri, SipURI) and uri.headers:
+        raise HeaderError("Bad Contact")
     return address.uri_text
 
 

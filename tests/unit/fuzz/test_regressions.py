@@ -250,3 +250,30 @@ def test_the_tcp_edge_answers_what_came_before_the_framing_error():
     protocol.makeConnection(transport)
     protocol.dataReceived(OPTIONS + LOST)
     assert transport.value().startswith(b"SIP/2.0 200 OK\r\n")
+
+
+def test_a_contact_with_uri_headers_is_no_remote_target():
+    # Found by the atheris endpoint target (after 337,222 cases): a refresh whose
+    # Contact was <sip:bob@127.0.0.1:50?0;transport=udp> made a URI with headers the
+    # remote target, and every NOTIFY after it had a Request-URI that does not parse
+    # (RFC 3261 19.1.1: no headers there).  Such a Contact is now a 400 Bad Contact,
+    # on a new subscription and on a refresh, which then leaves the target as it was.
+    with deterministic_ids():
+        stack = Stack()
+        bad = (SUBSCRIBE.replace(b"<sip:bob@127.0.0.1:5070>", b"<sip:bob@127.0.0.1:50?0>")
+               .replace(b"z9hG4bKf16", b"z9hG4bKf15").replace(b"Call-ID: s", b"Call-ID: bad-s"))
+        [refused] = stack.datagram(bad)
+        assert isinstance(refused, Response) and (refused.status, refused.reason) == (
+            400, "Bad Contact")
+        ok, _ = stack.datagram(SUBSCRIBE)
+        assert isinstance(ok, Response) and ok.status == 200
+        refresh = (SUBSCRIBE.replace(b"z9hG4bKf16", b"z9hG4bKf17")
+                   .replace(b"CSeq: 1 SUBSCRIBE", b"CSeq: 2 SUBSCRIBE")
+                   .replace(b"To: <sip:alice@example.com>",
+                            b"To: <sip:alice@example.com>;tag=" + ok.to.tag.encode())
+                   .replace(b"<sip:bob@127.0.0.1:5070>",
+                            b"<sip:bob@127.0.0.1:50?0;transport=udp>"))
+        [again] = stack.datagram(refresh)
+        assert isinstance(again, Response) and again.status == 400
+        [subscription] = stack.agent.notifier.all()
+        assert subscription.dialog.remote_target == "sip:bob@127.0.0.1:5070"
