@@ -97,21 +97,25 @@ _LOCAL = frozenset({FlowEvent.SEND})
 
 
 class NotifyFlow:
-    """Where one subscription's NOTIFYs stand (the module's table)."""
+    """Where one subscription's NOTIFYs stand (the module's table).
 
-    __slots__ = ("state", "failures")
+    A base of :class:`Subscription` rather than an object it holds: 100,000 idle
+    subscriptions would otherwise carry 100,000 more objects (``make bench``
+    measures the bytes per idle subscription)."""
+
+    __slots__ = ("flow_state", "failures")
 
     def __init__(self) -> None:
-        self.state = FlowState.IDLE
+        self.flow_state = FlowState.IDLE
         self.failures = 0  # transient failures in a row
 
-    def handle(self, event: FlowEvent) -> tuple[FlowAction, ...]:
-        row = _FLOW.get((self.state, event))
+    def flow_event(self, event: FlowEvent) -> tuple[FlowAction, ...]:
+        row = _FLOW.get((self.flow_state, event))
         if row is None:
             if event in _LOCAL:
-                raise FlowError(f"{event.value} in state {self.state.value}")
+                raise FlowError(f"{event.value} in state {self.flow_state.value}")
             return ()
-        self.state, actions = row
+        self.flow_state, actions = row
         if event is FlowEvent.OK:
             self.failures = 0
         elif event is FlowEvent.TRANSIENT:
@@ -120,20 +124,21 @@ class NotifyFlow:
 
     @property
     def in_flight(self) -> bool:
-        return self.state in (FlowState.IN_FLIGHT, FlowState.IN_FLIGHT_DUE)
+        return self.flow_state in (FlowState.IN_FLIGHT, FlowState.IN_FLIGHT_DUE)
 
     @property
     def due(self) -> bool:
         """A change waits to be told (now, or once the NOTIFY in flight is answered)."""
-        return self.state in (FlowState.DUE, FlowState.IN_FLIGHT_DUE, FlowState.RETRY)
+        return self.flow_state in (FlowState.DUE, FlowState.IN_FLIGHT_DUE, FlowState.RETRY)
 
 
 @dataclass(slots=True)
-class Subscription:
+class Subscription(NotifyFlow):
     """One subscription: its dialog, its state and its counters (all persisted).
 
-    The counters are persisted as *reservations*: :attr:`stored_counters` says up to
-    which CSeq and document version the store already vouches, and the store writes
+    The counters are persisted as *reservations*: :attr:`stored_cseq` and
+    :attr:`stored_version` say up to which CSeq and document version the store
+    already vouches, and the store writes
     that rather than the current value.  A counter passing its reservation reserves
     :data:`COUNTER_BLOCK` more, so a steady stream of NOTIFYs writes one row per
     block, and after any restart (clean or crash) counting resumes above every value
@@ -161,8 +166,8 @@ class Subscription:
     created_at: float
     version: int = 0
     # -- runtime only --
-    stored_counters: tuple[int, int] = field(default=(0, 0), compare=False)
-    flow: NotifyFlow = field(default_factory=NotifyFlow, compare=False)
+    stored_cseq: int = field(default=0, compare=False)
+    stored_version: int = field(default=0, compare=False)
     ending: str | None = field(default=None, compare=False)  # reason of a pending termination
     full_state_due: bool = field(default=True, compare=False)
     # Ever allowed to see the state (active, now or before it ended): what a NOTIFY
@@ -171,12 +176,15 @@ class Subscription:
 
     def reserve_counters(self) -> bool:
         """Reserve a new block when a counter passed the stored one; True if it did."""
-        cseq, version = self.stored_counters
         local_cseq = self.dialog.local_cseq
-        if local_cseq <= cseq and self.version <= version:
+        if local_cseq <= self.stored_cseq and self.version <= self.stored_version:
             return False
-        self.stored_counters = (local_cseq + COUNTER_BLOCK, self.version + COUNTER_BLOCK)
+        self.stored_cseq = local_cseq + COUNTER_BLOCK
+        self.stored_version = self.version + COUNTER_BLOCK
         return True
+
+    def __post_init__(self) -> None:
+        NotifyFlow.__init__(self)
 
     @property
     def dialog_key(self) -> tuple[str, str, str, str, str | None]:

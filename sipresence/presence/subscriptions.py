@@ -257,7 +257,7 @@ class Notifier:
         self.observe(subscription, reason)
 
     def _mark(self, subscription: Subscription) -> None:
-        self._apply(subscription, subscription.flow.handle(FlowEvent.CHANGE), 0.0)
+        self._apply(subscription, subscription.flow_event(FlowEvent.CHANGE), 0.0)
 
     def _apply(self, subscription: Subscription, actions: tuple[FlowAction, ...],
                now: float) -> None:
@@ -285,11 +285,11 @@ class Notifier:
         while self._pending:
             batch, self._pending = self._pending, []
             for subscription in batch:
-                if subscription.flow.state is FlowState.DUE:
+                if subscription.flow_state is FlowState.DUE:
                     self._notify(subscription, now)
 
     def _notify(self, subscription: Subscription, now: float) -> None:
-        subscription.flow.handle(FlowEvent.SEND)
+        subscription.flow_event(FlowEvent.SEND)
         ending = subscription.ending
         if ending is not None:
             state = f"terminated;reason={ending}"
@@ -323,16 +323,15 @@ class Notifier:
         transient failure (408, 503 or no answer: retried ``notify_retries`` times,
         never for the last NOTIFY) or the end of the watcher (481, any other error)."""
         status = response.status
-        flow = subscription.flow
         if 200 <= status < 300:
             event = FlowEvent.OK
         elif (status in (408, 503) and subscription.ending is None
-              and flow.failures < self.notify_retries):
+              and subscription.failures < self.notify_retries):
             event = FlowEvent.TRANSIENT
         else:
             event = FlowEvent.FATAL
-        self._apply(subscription, flow.handle(event), now)
-        if flow.state is FlowState.IDLE and subscription.ending is not None:
+        self._apply(subscription, subscription.flow_event(event), now)
+        if subscription.flow_state is FlowState.IDLE and subscription.ending is not None:
             self._drop(subscription)  # its last NOTIFY was taken
 
     # -- time ----------------------------------------------------------------------------
@@ -348,7 +347,7 @@ class Notifier:
             if kind == "expire":
                 self.end(subscription, "timeout", "expire")
             elif kind == "retry":
-                self._apply(subscription, subscription.flow.handle(FlowEvent.RETRY_TIMER), now)
+                self._apply(subscription, subscription.flow_event(FlowEvent.RETRY_TIMER), now)
 
     # -- bookkeeping ---------------------------------------------------------------------
     def restore(self, subscription: Subscription) -> None:

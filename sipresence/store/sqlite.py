@@ -105,7 +105,7 @@ def publication_row(p: Publication) -> Row:
 def subscription_row(s: Subscription) -> Row:
     """The row of a subscription; its counters as reserved (see Subscription)."""
     local_host, local_port = s.local if s.local is not None else (None, None)
-    cseq, version = s.stored_counters
+    cseq, version = s.stored_cseq, s.stored_version
     d = s.dialog
     return (s.id, s.package, s.resource, s.event_id, s.watcher, s.watcher_display,
             d.call_id, d.local_tag, d.remote_tag, d.local_uri, d.remote_uri,
@@ -264,7 +264,8 @@ class SqliteStore:
             values["state"] = SubState(values["state"])
             dialog = Dialog(**{name: values.pop(name) for name in _DIALOG_COLUMNS})
             subscription = Subscription(dialog=dialog, connection=None, **values)
-            subscription.stored_counters = (dialog.local_cseq, subscription.version)
+            subscription.stored_cseq = dialog.local_cseq
+            subscription.stored_version = subscription.version
             subscriptions.append(subscription)
         bindings = [Binding(*_text(row)[1:]) for row in self._db.execute(
             f"SELECT {', '.join(_BINDING_COLUMNS)} FROM bindings")]

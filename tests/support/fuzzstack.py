@@ -275,7 +275,7 @@ def _state(agent: Agent) -> object:
     return (
         sorted((p.etag, p.resource, p.package, p.content_type, p.body, p.expires_at,
                 p.updated_at, p.publisher, p.call_id) for p in agent.publications.all()),
-        sorted(((copy.copy(s), s.ending, s.authorized, s.flow.state, s.flow.failures)
+        sorted(((copy.copy(s), s.ending, s.authorized, s.flow_state, s.failures)
                 for s in agent.notifier.all()), key=lambda item: item[0].id),
         sorted((copy.copy(b) for b in agent.registrar.all()), key=lambda b: b.store_key),
         copy.deepcopy(agent.authorization._rules),
