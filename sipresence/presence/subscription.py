@@ -50,6 +50,7 @@ class SubState(enum.Enum):
 
 
 class FlowState(enum.Enum):
+    __hash__ = object.__hash__  # see sip/transaction.State
     IDLE = "idle"
     DUE = "due"
     IN_FLIGHT = "in flight"
@@ -59,6 +60,7 @@ class FlowState(enum.Enum):
 
 
 class FlowEvent(enum.Enum):
+    __hash__ = object.__hash__
     CHANGE = "change"  # something to tell the watcher
     SEND = "send"  # the notifier sends the NOTIFY that is due (its own)
     OK = "ok"  # a 2xx to the NOTIFY in flight

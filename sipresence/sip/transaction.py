@@ -38,6 +38,10 @@ __all__ = [
 
 
 class State(enum.Enum):
+    # Members are singletons compared by identity, so identity is their hash: the
+    # tables are looked up on every message, and Enum's own __hash__ is a Python
+    # call (hash of the name) each time.
+    __hash__ = object.__hash__
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
@@ -47,6 +51,7 @@ class State(enum.Enum):
 
 
 class Event(enum.Enum):
+    __hash__ = object.__hash__
     # From the network.
     REQUEST = "request retransmission"
     ACK = "ACK"
