@@ -137,10 +137,6 @@ class Lines:
                 out[key] = dialog if key == dialog.id else replace(dialog, id=key)
         return list(out.values())
 
-    def published(self, aor: str) -> bool:
-        """Whether any dialog state of *aor* is published, stale or not."""
-        return bool(self.publications.for_resource(aor, PACKAGE))
-
     def on_the_phone(self, aor: str, now: float) -> bool:
         return any(d.state in ACTIVE_STATES for d in self.dialogs(aor, now))
 

@@ -220,10 +220,6 @@ class Presentities:
         store vouches for: at or above the last one)."""
         self.clock = self._base = self._floor = self._reserved = max(self.clock, value)
 
-    def keys(self, aor: str) -> list[str]:
-        """The keys of the sources *aor* has."""
-        return list(self._sources.get(aor, {}))
-
     def sources(self, aor: str) -> list[Source]:
         """The live sources of *aor* as they are composed: a stand-in yields to a
         source of its own device (see :class:`~sipresence.documents.compose.Source`)."""

@@ -47,7 +47,7 @@ def test_versions_rise_with_every_change_and_a_presentity_with_no_source_keeps_n
     assert presentities.set_source(ALICE, "a", chat("closed", 2.0))
     assert presentities.version(ALICE) > first
     assert presentities.replace_sources(ALICE, "a", {})
-    assert presentities.keys(ALICE) == [] and presentities._versions == {}
+    assert presentities.sources(ALICE) == [] and presentities._versions == {}
     assert presentities.version(ALICE) > first
     assert presentities.get(ALICE).summary.basic == "closed"
 
