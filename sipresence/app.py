@@ -134,7 +134,17 @@ def run(config: Config) -> int:
         if not services.running:
             return None
         driver = next(s for s in services if isinstance(s, DriverService)).driver
-        return driver.drain(STOP_DRAIN).addCallback(lambda _: services.stopService())
+
+        def drained(held: int) -> Any:
+            if held:
+                log.warn("stopping: {held} answers held behind a commit that did not end "
+                         "in {timeout:.0f} s were not sent", held=held, timeout=STOP_DRAIN)
+            if driver.ignored:
+                log.info("stopping: {ignored} messages that arrived meanwhile left unread "
+                         "(their senders retransmit)", ignored=driver.ignored)
+            return services.stopService()
+
+        return driver.drain(STOP_DRAIN).addCallback(drained)
 
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", stop)

@@ -99,7 +99,8 @@ class PresentitiesResource(_AgentResource):
 
     A change (PUT, DELETE) is answered once it is committed, as a SIP 2xx is (group
     commit): 503 with Retry-After instead when the store cannot write, before or
-    after the change was made.
+    after the change was made, and while the agent stops (a change made during the
+    drain could be committed at the close without its answer).
     """
 
     def render(self, request: Request) -> bytes | int:
@@ -107,6 +108,8 @@ class PresentitiesResource(_AgentResource):
         try:
             if changes and self.agent.refusing is not None:
                 raise ApiError(503, "the store cannot write now", self.agent.refusing)
+            if changes and self.driver.closing:
+                raise ApiError(503, "the agent is stopping", 1)
             code, value = self._route(request)
         except ApiError as exc:
             return exc.render(request)

@@ -88,6 +88,10 @@ class Driver:
         self._next_connection = 1
         self.commit: GroupCommit | None = None
         self._stopped = False
+        # Set when the drain at shutdown begins: input from then on is left unread
+        # (its senders retransmit to the next process), counted in ``ignored``.
+        self.closing = False
+        self.ignored = 0
 
     def hold_for(self, commit: GroupCommit) -> None:
         """Send nothing before the changes made ahead of it are committed (group
@@ -121,30 +125,45 @@ class Driver:
             self.commit.durable(done)
         return result
 
-    def drain(self, timeout: float) -> defer.Deferred[None]:
-        """At shutdown, before the listeners close: fires once nothing is held
-        behind a commit and every answer given so far is sent, or after *timeout*.
+    def drain(self, timeout: float) -> defer.Deferred[int]:
+        """At shutdown, before the listeners close: stops taking input, then fires
+        once nothing is held behind a commit and every answer given so far is sent,
+        or after *timeout*, with how many answers were still held then.
 
         Without it the answers held behind the last batches were committed at the
         store's close but never sent: their clients retransmitted into the next
         process and got 412 (a PUBLISH refresh whose entity-tag had moved on) or 500
         (a REGISTER whose CSeq was no longer new), found by the soak's restart.
-        Requests keep being served meanwhile; each round commits what they changed.
-        A store that cannot write sent its answers (withdrawn) already.
+        Input is closed first because a drain that goes on serving never ends under
+        steady load (every round commits new changes and holds their answers): on
+        a slow machine it ran into its timeout, and everything changed during it
+        was committed at the close and never answered.  A request left unread
+        changed nothing; its sender retransmits it (RFC 3261 17.1.2.2) to the
+        process that starts next.  A store that cannot write sent its answers
+        (withdrawn) already.
         """
-        result: defer.Deferred[None] = defer.Deferred()
-        deadline = self.now() + timeout
+        self.closing = True
+        result: defer.Deferred[int] = defer.Deferred()
+
+        def end(held: int) -> None:
+            if not result.called:
+                if timer.active():
+                    timer.cancel()
+                result.callback(held)
 
         def check(_: object = None) -> None:
             commit = self.commit
-            if (commit is None or commit.failing is not None or self.now() >= deadline
+            if (commit is None or commit.failing is not None
                     or not (commit.held or len(commit.journal))):
-                result.callback(None)
-                return
-            # The answers released by a commit are sent after its waiters are
-            # called: look again on the next turn.
-            self.durable().addBoth(lambda _: self.reactor.callLater(0, check))
+                end(0)
+            elif not result.called:
+                # The answers released by a commit are sent after its waiters are
+                # called: look again on the next turn.
+                self.durable().addBoth(lambda _: self.reactor.callLater(0, check))
 
+        # A store that never reports must not hold the stop forever.
+        timer = self.reactor.callLater(
+            timeout, lambda: end(self.commit.held if self.commit is not None else 0))
         check()
         return result
 
@@ -153,6 +172,9 @@ class Driver:
 
     # -- input -----------------------------------------------------------------------
     def datagram(self, data: bytes, peer: Peer) -> None:
+        if self.closing:
+            self.ignored += 1
+            return
         try:
             self.endpoint.receive_datagram(data, peer, self.now())
         except Exception:
@@ -162,6 +184,9 @@ class Driver:
         self.flush()
 
     def stream_items(self, items: list[object], peer: Peer) -> None:
+        if self.closing:
+            self.ignored += len(items)
+            return
         now = self.now()
         for item in items:
             try:

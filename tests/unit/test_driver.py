@@ -102,6 +102,57 @@ def test_the_driver_sends_an_answer_only_once_its_change_is_committed():
     driver.committed(2, None)  # a report while stopping is moot
 
 
+def committing_driver():
+    """A driver holding its answers for a store whose reports the test gives."""
+    from sipresence.store.commit import GroupCommit
+
+    clock, endpoint, driver = make()
+    listener = Listener()
+    driver.udp.append(listener)
+    batches = []
+    driver.hold_for(GroupCommit(endpoint.app.journal,
+                                lambda ops: batches.append(list(ops)) or len(batches),
+                                lambda t: t))
+    return clock, endpoint, driver, listener, batches
+
+
+def test_the_drain_at_stop_takes_no_input_and_ends_once_the_held_answers_are_sent():
+    """Under steady load a drain that went on serving never ended: every commit let
+    new changes in whose answers it then held, until the timeout, and the close
+    committed them unanswered (CI: 32 of 32 requests in flight).  Input stops at once;
+    what arrives meanwhile changes nothing and is counted."""
+    from sipresence.sip.transport import Peer
+    from tests.unit.store.test_commit import register
+
+    clock, endpoint, driver, listener, batches = committing_driver()
+    peer = Peer("UDP", "127.0.0.1", 5070, None, listener.local)
+    driver.datagram(register(), peer)
+    assert len(batches) == 1 and listener.sent == []
+    outcome = []
+    driver.drain(5.0).addCallback(outcome.append)
+    driver.datagram(register(2, "z9hG4bK-r2"), peer)  # still arriving while it stops
+    assert driver.ignored == 1 and len(endpoint.app.journal) == 0 and len(batches) == 1
+    driver.committed(1, None)
+    assert [m.split(b"\r\n")[0] for m in listener.sent] == [b"SIP/2.0 200 OK"]
+    clock.advance(0)
+    assert outcome == [0] and len(batches) == 1  # no round more: nothing was let in
+    assert not driver.endpoint.app.journal
+
+
+def test_a_drain_whose_commit_does_not_end_gives_up_and_says_how_much_it_held():
+    from sipresence.sip.transport import Peer
+    from tests.unit.store.test_commit import register
+
+    clock, endpoint, driver, listener, batches = committing_driver()
+    driver.datagram(register(), Peer("UDP", "127.0.0.1", 5070, None, listener.local))
+    outcome = []
+    driver.drain(5.0).addCallback(outcome.append)
+    clock.advance(4.9)
+    assert outcome == []
+    clock.advance(0.2)  # the store never reported: the close will write what is left
+    assert outcome == [1] and listener.sent == []
+
+
 def test_the_c_heap_is_trimmed_on_the_reactor_clock():
     """The periodic malloc_trim (app.release_memory) runs on the reactor's clock and
     goes on running (it is the real C library's: a wrong signature would crash)."""
@@ -114,3 +165,38 @@ def test_the_c_heap_is_trimmed_on_the_reactor_clock():
     clock.advance(30.0)
     [again] = clock.getDelayedCalls()
     assert again.getTime() == 60.0
+
+
+def test_the_http_api_refuses_changes_while_the_agent_stops_and_still_answers_reads():
+    """A change made during the drain would be committed at the close with its
+    answer unsent, as a SIP one was: 503 and Retry-After instead."""
+    import json
+
+    from prometheus_client import CollectorRegistry
+    from twisted.web.server import NOT_DONE_YET
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from sipresence.api.http import build_site
+
+    clock, endpoint, driver, listener, batches = committing_driver()
+    site = build_site(CollectorRegistry(), endpoint.app, driver)
+    driver.drain(5.0)
+
+    def render(method: bytes, body: bytes = b"") -> DummyRequest:
+        request = DummyRequest([b"v1", b"presentities", b"alice@127.0.0.1"])
+        request.method = method
+        request.content = __import__("io").BytesIO(body)
+        resource = site.getResourceFor(request)
+        result = resource.render(request)
+        if result is not NOT_DONE_YET:
+            request.write(result)
+            request.finish()
+        return request
+
+    put = render(b"PUT", json.dumps({"basic": "open"}).encode())
+    assert put.responseCode == 503
+    assert put.responseHeaders.getRawHeaders(b"retry-after") == [b"1"]
+    assert json.loads(b"".join(put.written)) == {"error": "the agent is stopping"}
+    assert not endpoint.app.journal and batches == []
+    get = render(b"GET")  # reads go on, and show the PUT changed nothing
+    assert get.responseCode == 200 and json.loads(b"".join(get.written))["sources"] == []
