@@ -230,9 +230,14 @@ class PresentitiesResource(_AgentResource):
         now = self.driver.now()
         watchers = [
             {"watcher": s.watcher, "display_name": s.watcher_display, "package": s.package,
-             "state": s.state.value, "expires": max(0, int(s.expires_at - now))}
+             "state": s.state.value, "expires": max(0, int(s.expires_at - now)),
+             "network": "sip"}
             for package in ("presence", "dialog")
             for s in self.agent.notifier.watchers(package, aor)]
+        # Watchers of other networks (chat users) hold no SIP dialog and no expiry.
+        watchers += [{"watcher": e.watcher, "display_name": None, "package": "presence",
+                      "state": e.state, "expires": None, "network": e.network}
+                     for e in self.agent.roster.watchers(aor)]
         rules = [{"watcher": r.watcher, "sub_handling": r.action}
                  for r in self.agent.authorization.rules(aor)]
         return {"presentity": aor, "watchers": watchers, "rules": rules,

@@ -31,6 +31,7 @@ from ..sip.uri import URI, AbsoluteURI, SipURI, parse_uri
 from .dialogs import BusyLamps, DialogPackage, Lines
 from .journal import Journal, Snapshot
 from .packages import PIDF, EventPackage
+from .pager import Attempt, MessageGateway, Pager
 from .policy import Authorization, Rule
 from .presentity import PRESENCE_CLOCK, PresencePackage, Presentities, registration_sources
 from .publications import (
@@ -40,16 +41,20 @@ from .publications import (
     new_etag,
 )
 from .registrar import RegisterError, Registrar
+from .roster import Roster, RosterEntry
 from .routing import Decision, RoutingPolicy, decide, line_state
 from .subscription import Subscription, SubState
 from .subscriptions import Notifier
 from .timers import DeadlineQueue
 from .watchers import WatcherInfoPackage, WatcherInformation
 
-# Requests that must prove who sends them when users are configured; the same are
-# those whose 2xx acknowledges a change of stored state.
-AUTHENTICATED = frozenset({"REGISTER", "PUBLISH", "SUBSCRIBE"})
-CHANGES_STATE = AUTHENTICATED
+# Requests whose 2xx acknowledges a change of stored state.
+CHANGES_STATE = frozenset({"REGISTER", "PUBLISH", "SUBSCRIBE"})
+# Requests that must prove who sends them when users are configured: those, and a
+# MESSAGE, whose From the recipient trusts.
+AUTHENTICATED = CHANGES_STATE | {"MESSAGE"}
+# What a MESSAGE for a user of another network may hold: text (RFC 7572 section 5).
+TEXT_PLAIN = "text/plain"
 # The publisher name of the HTTP API's source of a presentity.
 API_SOURCE = "api"
 
@@ -117,9 +122,21 @@ class Agent:
         self.authorization = Authorization(config.sub_handling)
         self.authenticator = (Authenticator(config.realm, config.users) if config.users
                               else None)
-        # Told the address of every presentity whose composed state changed (the HTTP
-        # API's live updates); they read the new state when they choose to.
+        self.users = frozenset(config.users)
+        # Events out to the other doors (the HTTP API's live updates, the bridges),
+        # which read the new state when they choose to: the address of every
+        # presentity whose composed state changed; every SIP subscription that came,
+        # changed or ended, with its watcher-information event; every presentity
+        # whose rules changed.
         self.presence_listeners: list[Callable[[str], None]] = []
+        self.watcher_listeners: list[Callable[[Subscription, str], None]] = []
+        self.rule_listeners: list[Callable[[str], None]] = []
+        # Watchers from other networks (the XMPP bridge's subscribers).
+        self.roster = Roster()
+        # Instant messages (RFC 3428): to SIP users through the pager, to the users
+        # of another network's domain through its gateway.
+        self.pager = Pager()
+        self.message_gateways: dict[str, MessageGateway] = {}
         self.notifier = Notifier(
             self.packages, self._render, policy=self._policy,
             observe=self._watcher_event,
@@ -145,6 +162,7 @@ class Agent:
             "PUBLISH": self._publish,
             "SUBSCRIBE": self._subscribe,
             "INVITE": self._invite,
+            "MESSAGE": self._message,
         }
         # ACK and CANCEL of INVITE are the endpoint's (RFC 3261 17.2.1, 9.2).  Checked
         # for every request, so spelled out once.
@@ -218,11 +236,14 @@ class Agent:
         """The requests to send now (the endpoint takes them after every input, the
         network layer after every call from elsewhere): the NOTIFYs that are due."""
         self.notifier.flush(now)
-        return self.notifier.take()
+        return self.notifier.take() + self.pager.take()
 
     def handle_response(self, ref: object, response: Response, now: float) -> None:
         """The final answer to a request :meth:`outgoing` gave (its reference is the
-        subscription a NOTIFY was for)."""
+        subscription a NOTIFY was for, or the delivery a MESSAGE was part of)."""
+        if isinstance(ref, Attempt):
+            self.pager.answered(ref, response, now)
+            return
         assert isinstance(ref, Subscription), ref
         self.notifier.answered(ref, response, now)
 
@@ -248,6 +269,14 @@ class Agent:
         if aor is None:
             raise ValueError(f"not a SIP address: {text}")
         return aor
+
+    def knows(self, aor: str) -> bool:
+        """Whether *aor* names someone here: a served domain and, when users are
+        configured, one of them (without users every name of a served domain is
+        someone, as for PUBLISH and REGISTER)."""
+        if not self._served(aor):
+            return False
+        return not self.users or aor.partition(":")[2].rpartition("@")[0] in self.users
 
     def _served(self, resource: str) -> bool:
         if not self.domains:
@@ -414,6 +443,40 @@ class Agent:
         decision = self.route(resource, now)
         return make_response(request, decision.status, headers=decision.headers())
 
+    def _message(self, request: Request, peer: Peer, now: float) -> Response:
+        """RFC 3428: hand the message on (202) to the other network's gateway or to
+        the user's registered contacts; 404, 480, 415 or 483 when it cannot be."""
+        resource = self._resource(request)
+        if not self._served(resource):
+            return make_response(request, 404, "Domain Not Served")
+        hops = request.max_forwards
+        if hops is not None and hops <= 0:
+            return make_response(request, 483)
+        content_type = request.content_type
+        mime = content_type.mime if content_type is not None else TEXT_PLAIN
+        sender = request.from_.uri.aor()
+        gateway = self.message_gateways.get(resource.rpartition("@")[2].lower())
+        if gateway is not None:
+            if mime != TEXT_PLAIN:
+                return make_response(request, 415, headers=[("Accept", TEXT_PLAIN)])
+            charset = (content_type.param("charset") if content_type else None) or "utf-8"
+            try:
+                text = request.body.decode(charset)
+            except (LookupError, UnicodeDecodeError):
+                return make_response(request, 415, "Text Not In Its Charset",
+                                     headers=[("Accept", f"{TEXT_PLAIN};charset=utf-8")])
+            status = gateway.deliver(sender, resource, text, now)
+            return make_response(request, status)
+        if not self.knows(resource):
+            return make_response(request, 404)
+        contacts = [b.uri for b in self.registrar.bindings(resource)]
+        if not contacts:
+            return make_response(request, 480, "Not Registered")
+        self.pager.send(sender, resource, request.single("content-type") or TEXT_PLAIN,
+                        request.body, contacts, max_forwards=(hops or 70) - 1,
+                        display=request.from_.display)
+        return make_response(request, 202)
+
     def route(self, aor: str, now: float) -> Decision:
         """What a call to *aor* would get now (the INVITE answer; the HTTP API's too)."""
         presentity = self.presentities.get(aor)
@@ -475,7 +538,8 @@ class Agent:
         """Apply the rules to the live subscriptions of *presentity*: a pending one
         that is now allowed becomes active and gets the state; a blocked one ends
         with reason rejected (RFC 6665 4.2.2).  An allowed watcher is not made
-        pending again by a later ``confirm``: that decision was taken."""
+        pending again by a later ``confirm``: that decision was taken.  Watchers of
+        other networks hear through the rule listeners, and decide the same way."""
         for package in self.packages.values():
             for subscription in self.notifier.watchers(package.name, presentity):
                 decision = package.authorize(subscription.watcher, presentity)
@@ -483,9 +547,39 @@ class Agent:
                     self.notifier.end(subscription, "rejected", "reject")
                 elif decision == "active" and subscription.state is SubState.PENDING:
                     self.notifier.approve(subscription)
+        for listener in self.rule_listeners:
+            listener(presentity)
+
+    def end_watchers(self, resource: str, reason: str, now: float,
+                     watcher: str | None = None) -> int:
+        """End the SIP subscriptions to *resource* (of *watcher* only, when given)
+        with *reason*: ``noresource`` when a bridge learns the address does not
+        exist, ``rejected`` when the person there said no.  How many ended."""
+        ended = 0
+        for package in self.packages.values():
+            for subscription in self.notifier.watchers(package.name, resource):
+                if watcher is None or subscription.watcher == watcher:
+                    self.notifier.end(subscription, reason, reason)
+                    ended += 1
+        return ended
+
+    # -- watchers from other networks --------------------------------------------------
+    def set_roster(self, entry: RosterEntry, now: float) -> None:
+        """Add or change a watcher of another network (persisted)."""
+        if self.roster.put(entry):
+            self.journal.put("roster", entry.store_key, entry)
+
+    def remove_roster(self, presentity: str, watcher: str, now: float) -> bool:
+        entry = self.roster.remove(presentity, watcher)
+        if entry is None:
+            return False
+        self.journal.delete("roster", entry.store_key)
+        return True
 
     def _watcher_event(self, subscription: Subscription, event: str) -> None:
         self.packages[subscription.package].watcher_event(subscription, event)
+        for listener in self.watcher_listeners:
+            listener(subscription, event)
 
     # -- time and restart ------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -518,6 +612,8 @@ class Agent:
         self.presentities.restore_clock(snapshot.clock)
         for rule in snapshot.rules:
             self.authorization.restore(rule)
+        for entry in snapshot.roster:
+            self.roster.put(entry)
         for binding in snapshot.bindings:
             self.registrar.restore(binding)
         for publication in snapshot.publications:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .policy import Rule
 from .publications import Publication
 from .registrar import Binding
+from .roster import RosterEntry
 from .subscription import Subscription
 
 __all__ = ["Journal", "Snapshot"]
@@ -50,3 +51,4 @@ class Snapshot:
     bindings: list[Binding] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     clock: int = 0  # the presentity version clock as reserved (Presentities)
+    roster: list[RosterEntry] = field(default_factory=list)

@@ -11,6 +11,8 @@ block     403; a live subscription ends with ``terminated;reason=rejected``
 ========  ==============================================================
 
 The most specific rule wins: the watcher's own, then its domain's, then the
+default of the presentity's domain where one is set (a bridge sets ``confirm`` for
+the people of the network it bridges: they decide in their own client), then the
 operator's default (``[presence] sub_handling``, ``allow`` unless configured).  A
 presentity may always watch itself.  RFC 5025's ``polite-block`` (pretending the
 presentity is offline) is not offered: it would need a forged document per watcher.
@@ -58,6 +60,13 @@ class Authorization:
             raise ValueError(f"sub_handling must be one of {', '.join(ACTIONS)}")
         self.default = default
         self._rules: dict[str, dict[str, Rule]] = {}
+        self._domain_defaults: dict[str, str] = {}
+
+    def set_domain_default(self, domain: str, action: str) -> None:
+        """What a watcher no rule names gets for the presentities of *domain*."""
+        if action not in ACTIONS:
+            raise ValueError(f"sub-handling must be one of {', '.join(ACTIONS)}")
+        self._domain_defaults[domain.lower()] = action
 
     def decide(self, watcher: str, presentity: str) -> str:
         """``allow``, ``confirm`` or ``block`` for *watcher* (an address of record)."""
@@ -69,6 +78,9 @@ class Authorization:
             rule = rules.get(target) or rules.get(target.rpartition("@")[2])
             if rule is not None:
                 return rule.action
+        if self._domain_defaults:
+            domain = presentity.rpartition("@")[2].lower()
+            return self._domain_defaults.get(domain, self.default)
         return self.default
 
     def set(self, presentity: str, watcher: str, action: str) -> Rule:

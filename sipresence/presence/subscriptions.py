@@ -254,7 +254,9 @@ class Notifier:
         subscription.ending = reason
         self._mark(subscription)
         self._detach(subscription)
-        self.observe(subscription, reason)
+        # The watcher's own unsubscribe is told apart from an expiry (both end with
+        # reason timeout): a bridge maps the one, not the other (RFC 8048 6.3).
+        self.observe(subscription, "unsubscribe" if event == "unsubscribe" else reason)
 
     def _mark(self, subscription: Subscription) -> None:
         self._apply(subscription, subscription.flow_event(FlowEvent.CHANGE), 0.0)

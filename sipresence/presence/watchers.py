@@ -19,6 +19,7 @@ __all__ = ["WatcherInfoPackage", "WatcherInformation"]
 PACKAGE = "presence.winfo"
 # Notifier events map onto RFC 3858 watcher events.
 _EVENTS = {"subscribe": "subscribe", "approved": "approved", "timeout": "timeout",
+           "unsubscribe": "timeout",
            "giveup": "giveup", "deactivated": "deactivated", "rejected": "rejected",
            "noresource": "noresource"}
 

@@ -18,7 +18,7 @@ from .message import Request
 from .transport import Peer
 from .uri import SipURI, format_host, parse_uri
 
-__all__ = ["Dialog", "contact", "local_contact"]
+__all__ = ["Dialog", "contact", "local_contact", "uri_peer"]
 
 
 def contact(request: Request) -> str:
@@ -46,7 +46,7 @@ def local_contact(flow: Peer) -> str:
     return f"<sip:{format_host(host)}:{port}{transport}>"
 
 
-def _uri_peer(uri: SipURI, local: tuple[str, int] | None,
+def uri_peer(uri: SipURI, local: tuple[str, int] | None,
               transport: str | None = None) -> Peer:
     """The next hop a SIP URI names (RFC 3263 without DNS records: host and port)."""
     transport = uri.transport or transport or ("TLS" if uri.scheme == "sips" else "UDP")
@@ -123,12 +123,12 @@ class Dialog:
             except HeaderError:
                 uri = None
             if isinstance(uri, SipURI):
-                return _uri_peer(uri, flow.local)
+                return uri_peer(uri, flow.local)
         if flow.transport != "UDP" and flow.connection is None:
             try:
                 target = parse_uri(self.remote_target)
             except ValueError:
                 target = None
             if isinstance(target, SipURI):
-                return _uri_peer(target, flow.local, flow.transport)
+                return uri_peer(target, flow.local, flow.transport)
         return flow

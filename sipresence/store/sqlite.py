@@ -39,6 +39,7 @@ from ..presence.policy import Rule
 from ..presence.presentity import PRESENCE_CLOCK
 from ..presence.publications import Publication
 from ..presence.registrar import Binding
+from ..presence.roster import RosterEntry
 from ..presence.subscription import Subscription, SubState
 from ..sip.dialog import Dialog
 from .base import Change, Done, RowsRefused, StoreError, StoreHealth
@@ -52,7 +53,7 @@ Op = tuple[str, Hashable, Row | None]
 # How long a write waits for another process's lock before it counts as failed.
 BUSY_TIMEOUT_MS = 2000
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS publications (
@@ -76,6 +77,9 @@ CREATE TABLE IF NOT EXISTS bindings (
 CREATE TABLE IF NOT EXISTS rules (
     key TEXT PRIMARY KEY, presentity TEXT NOT NULL, watcher TEXT NOT NULL,
     action TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS roster (
+    key TEXT PRIMARY KEY, presentity TEXT NOT NULL, watcher TEXT NOT NULL,
+    network TEXT NOT NULL, state TEXT NOT NULL);
 """
 _PUB_COLUMNS = ("etag", "resource", "package", "content_type", "body", "expires_at",
                 "updated_at", "publisher", "call_id")
@@ -90,10 +94,12 @@ _DIALOG_COLUMNS = ("call_id", "local_tag", "remote_tag", "local_uri", "remote_ur
 _BINDING_COLUMNS = ("key", "aor", "contact", "uri", "instance", "reg_id", "q", "call_id",
                     "cseq", "expires_at", "updated_at", "user_agent", "source")
 _RULE_COLUMNS = ("key", "presentity", "watcher", "action")
+_ROSTER_COLUMNS = ("key", "presentity", "watcher", "network", "state")
 _TABLES = {"publication": ("publications", "etag", _PUB_COLUMNS),
            "subscription": ("subscriptions", "id", _SUB_COLUMNS),
            "binding": ("bindings", "key", _BINDING_COLUMNS),
            "rule": ("rules", "key", _RULE_COLUMNS),
+           "roster": ("roster", "key", _ROSTER_COLUMNS),
            "meta": ("meta", "key", ("key", "value"))}
 
 
@@ -123,9 +129,13 @@ def rule_row(r: Rule) -> Row:
     return (r.store_key, r.presentity, r.watcher, r.action)
 
 
+def roster_row(r: RosterEntry) -> Row:
+    return (r.store_key, r.presentity, r.watcher, r.network, r.state)
+
+
 _ROWS: dict[str, Callable[[Any], Row]] = {
     "publication": publication_row, "subscription": subscription_row, "binding": binding_row,
-    "rule": rule_row, "meta": tuple}
+    "rule": rule_row, "roster": roster_row, "meta": tuple}
 
 
 def _storable(row: Row) -> Row:
@@ -213,8 +223,9 @@ class SqliteStore:
             # Version 2 records which device made each binding (Binding.source).
             db.execute("ALTER TABLE bindings ADD COLUMN source TEXT NOT NULL DEFAULT ''")
             version = "2"
-        if version == "2":
-            version = None  # version 3 adds the rules table, made above
+        if version in ("2", "3"):
+            # Version 3 adds the rules table, version 4 the roster (made above).
+            version = None
         if version is None:
             self._set_meta("schema_version", str(SCHEMA_VERSION))
         elif version != str(SCHEMA_VERSION):
@@ -271,10 +282,12 @@ class SqliteStore:
             f"SELECT {', '.join(_BINDING_COLUMNS)} FROM bindings")]
         rules = [Rule(*_text(row)[1:]) for row in self._db.execute(
             f"SELECT {', '.join(_RULE_COLUMNS)} FROM rules")]
+        roster = [RosterEntry(*_text(row)[1:]) for row in self._db.execute(
+            f"SELECT {', '.join(_ROSTER_COLUMNS)} FROM roster")]
         clock = int(self._meta(PRESENCE_CLOCK) or 0)
         self._set_meta("clean_shutdown", "0")
         self._loaded = True
-        return Snapshot(publications, subscriptions, clean, bindings, rules, clock)
+        return Snapshot(publications, subscriptions, clean, bindings, rules, clock, roster)
 
     def start(self, done: Done | None = None) -> None:
         """Start the writer thread; *done* hears of every batch, on that thread."""

@@ -118,7 +118,7 @@ def test_options_advertises_packages_and_body_types():
     assert response.headers.get("Allow-Events") == "presence, presence.winfo, dialog"
     assert "application/pidf+xml" in response.headers.get("Accept")
     assert response.headers.get("Allow") == (
-        "OPTIONS, REGISTER, PUBLISH, SUBSCRIBE, INVITE, ACK, CANCEL")
+        "OPTIONS, REGISTER, PUBLISH, SUBSCRIBE, INVITE, MESSAGE, ACK, CANCEL")
 
 
 def test_watcherinfo_full_then_partial_with_rising_versions():

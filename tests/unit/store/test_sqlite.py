@@ -124,7 +124,7 @@ sip:a@192.0.2.7', 'sip:a@x', '<sip:a@192.0.2.7>',
     assert (binding.uri, binding.source) == ("sip:a@192.0.2.7", "")
     reopened = sqlite3.connect(path).execute(
         "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    assert reopened == ("3",)  # and the rules table of version 3 is there
+    assert reopened == ("4",)  # with the rules table of version 3 and the roster of 4
 
 
 def test_the_database_file_is_in_wal_journal_mode(tmp_path):
