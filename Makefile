@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and benchmarks drive: command name -> package.
-SYSTEM_TOOLS := sipp:sip-tester
+SYSTEM_TOOLS := sipp:sip-tester prosody:prosody
 ARGS ?=
 PYTEST_ARGS ?=
 

@@ -177,7 +177,7 @@ def build_services(config: Config, reactor: Any) -> Any:
     from .store.commit import GroupCommit
     from .store.sqlite import SqliteStore
 
-    agent = Agent(domains=config.domains, user_agent=f"sipresence/{__version__}",
+    agent = Agent(domains=config.served_domains(), user_agent=f"sipresence/{__version__}",
                   config=config.presence)
     endpoint = Endpoint(agent, timers=config.timers, admission=Admission(
         retry_after=config.overload_retry_after, max_lag=config.overload_lag))
@@ -228,6 +228,12 @@ def build_services(config: Config, reactor: Any) -> Any:
         ListenerService("http", partial(reactor.listenTCP, port, site,
                                         interface=host)).setServiceParent(services)
     RestoreService(agent, driver, config).setServiceParent(services)
+    if config.xmpp is not None:
+        from .bridges.xmpp import XmppBridge
+
+        # Last: it connects once the state is back, and stops first, while the
+        # driver can still send what its goodbye causes.
+        XmppBridge(reactor, driver, agent, config.xmpp).setServiceParent(services)
     return services
 
 
@@ -301,15 +307,18 @@ class RestoreService(_service_base()):  # type: ignore[misc]
 
         Logger(namespace="sipresence.store").info(
             "restored {publications} publications, {subscriptions} subscriptions, "
-            "{bindings} registrations and {rules} rules{unclean}",
+            "{bindings} registrations, {rules} rules and {roster} watchers of other "
+            "networks{unclean}",
             publications=len(snapshot.publications), subscriptions=len(snapshot.subscriptions),
             bindings=len(snapshot.bindings), rules=len(snapshot.rules),
+            roster=len(snapshot.roster),
             unclean="" if snapshot.clean else " after an unclean stop")
         self.agent.restore(snapshot, self.driver.now())
         snapshot.publications.clear()
         snapshot.subscriptions.clear()
         snapshot.bindings.clear()
         snapshot.rules.clear()
+        snapshot.roster.clear()
         self.driver.flush()
         # Watched from now on: a long restore is not an overload.
         self.driver.watch_load()

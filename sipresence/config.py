@@ -17,7 +17,8 @@ from .presence.agent import AgentConfig
 from .presence.policy import ACTIONS
 from .sip.transaction import TimerConfig
 
-__all__ = ["ConfigError", "ListenAddress", "Config", "parse_listen", "parse_hostport", "load"]
+__all__ = ["ConfigError", "ListenAddress", "Config", "XmppConfig", "parse_listen",
+           "parse_hostport", "load"]
 
 TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 LOG_FORMATS = ("text", "json")
@@ -64,6 +65,38 @@ def _default_listen() -> list[ListenAddress]:
     return [ListenAddress("udp", "127.0.0.1", 5060), ListenAddress("tcp", "127.0.0.1", 5060)]
 
 
+@dataclass(frozen=True)
+class XmppConfig:
+    """The ``[xmpp]`` table: the IM bridge (``bridges/xmpp.py``), an XEP-0114 component."""
+
+    server: tuple[str, int]  # the XMPP server's component port
+    component: str  # SIP user sip:U@<sip_domain> is U@<component> in XMPP
+    secret: str
+    sip_domain: str
+    xmpp_domains: tuple[str, ...] = ()  # XMPP user U@D (D listed) is sip:U@D
+
+
+_XMPP_KEYS = ("server", "component", "secret", "sip_domain", "xmpp_domains")
+
+
+def parse_xmpp(values: dict[str, Any]) -> XmppConfig:
+    """Check the ``[xmpp]`` table: every key but xmpp_domains is needed."""
+    unknown = sorted(set(values) - set(_XMPP_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown setting xmpp.{unknown[0]}")
+    missing = [k for k in _XMPP_KEYS[:4] if not values.get(k)]
+    if missing:
+        raise ConfigError(f"xmpp.{missing[0]} is needed for the XMPP bridge")
+    domains = tuple(d.lower() for d in _strings(values.get("xmpp_domains", []),
+                                                "xmpp.xmpp_domains"))
+    sip_domain = _string(values["sip_domain"], "xmpp.sip_domain").lower()
+    component = _string(values["component"], "xmpp.component").lower()
+    if sip_domain in domains or component in domains:
+        raise ConfigError("xmpp.xmpp_domains must not hold the SIP domain or the component")
+    return XmppConfig(parse_hostport(_string(values["server"], "xmpp.server"), "xmpp.server"),
+                      component, _string(values["secret"], "xmpp.secret"), sip_domain, domains)
+
+
 @dataclass
 class Config:
     listen: list[ListenAddress] = field(default_factory=_default_listen)
@@ -81,6 +114,7 @@ class Config:
     tls_key: str | None = None
     gc_tuning: bool = True
     presence: AgentConfig = field(default_factory=AgentConfig)
+    xmpp: XmppConfig | None = None
 
     def check(self) -> None:
         if not self.listen:
@@ -97,6 +131,17 @@ class Config:
             if any(a.transport == secure for a in self.listen) and not (
                     self.tls_certificate and self.tls_key):
                 raise ConfigError(f"a {secure}: listener needs tls.certificate and tls.key")
+        if self.xmpp is not None and self.domains and self.xmpp.sip_domain not in (
+                d.lower() for d in self.domains):
+            raise ConfigError(f"xmpp.sip_domain {self.xmpp.sip_domain} is not one of "
+                              "server.domains")
+
+    def served_domains(self) -> list[str]:
+        """The domains the agent answers for: server.domains and, when those are set,
+        the bridged XMPP domains (their users are presentities here).  Empty: any."""
+        if not self.domains:
+            return []
+        return [*self.domains, *(self.xmpp.xmpp_domains if self.xmpp else ())]
 
 
 # The file layout: section -> key -> (Config attribute, converter).
@@ -233,6 +278,12 @@ def load(path: str | Path | None, config: Config | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     for section, values in data.items():
+        if section == "xmpp" and isinstance(values, dict):
+            try:
+                config.xmpp = parse_xmpp(values)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+            continue
         setters = _SCHEMA.get(section)
         if setters is None or not isinstance(values, dict):
             raise ConfigError(f"{path}: unknown section [{section}]")

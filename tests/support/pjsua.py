@@ -27,12 +27,14 @@ class PjsuaUA:
     """One pjsua2 phone; events are JSON objects read from its stdout."""
 
     def __init__(self, agent: tuple[str, int], user: str, transport: str = "udp",
-                 register: bool = False, password: str | None = None) -> None:
+                 register: bool = False, password: str | None = None,
+                 domain: str | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.pjsua_ua", "--agent",
              f"{agent[0]}:{agent[1]}", "--user", user, "--transport", transport,
              *(["--register"] if register else []),
-             *(["--password", password] if password is not None else [])],
+             *(["--password", password] if password is not None else []),
+             *(["--domain", domain] if domain is not None else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, cwd=ROOT)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()

@@ -206,6 +206,8 @@ def main() -> None:
     parser.add_argument("--transport", default="udp", choices=("udp", "tcp"))
     parser.add_argument("--register", action="store_true", help="REGISTER with the agent")
     parser.add_argument("--password", help="answer digest challenges as --user with it")
+    parser.add_argument("--domain", help="be sip:USER@DOMAIN, every request sent through "
+                        "the agent as outbound proxy (as a phone of that domain is)")
     args = parser.parse_args()
     host, port = args.agent.rsplit(":", 1)
 
@@ -228,9 +230,11 @@ def main() -> None:
     local_port = ep.transportGetInfo(tid).localName.rsplit(":", 1)[1]
 
     acfg = pj.AccountConfig()
-    acfg.idUri = f"sip:{args.user}@{host}:{port}"
+    acfg.idUri = f"sip:{args.user}@{args.domain or f'{host}:{port}'}"
     if args.transport == "tcp":
         acfg.idUri += ";transport=tcp"
+    if args.domain:
+        acfg.sipConfig.proxies.append(f"sip:{host}:{port};lr")
     acfg.presConfig.publishEnabled = True
     acfg.sipConfig.transportId = tid
     if args.password is not None:

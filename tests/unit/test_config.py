@@ -67,3 +67,37 @@ def test_listen_syntax():
         parse_listen("udp:localhost")
     with pytest.raises(ConfigError):
         load("/nonexistent/agent.toml")
+
+
+XMPP = ('[xmpp]\nserver = "127.0.0.1:5347"\ncomponent = "sip.example.com"\n'
+        'secret = "s"\nsip_domain = "Example.com"\nxmpp_domains = ["XMPP.example.com"]\n')
+
+
+def test_the_xmpp_table_and_the_domains_it_serves(tmp_path):
+    config = load(write(tmp_path, '[server]\ndomains = ["example.com"]\n' + XMPP))
+    config.check()
+    assert config.xmpp is not None
+    assert (config.xmpp.server, config.xmpp.component, config.xmpp.sip_domain,
+            config.xmpp.xmpp_domains) == (("127.0.0.1", 5347), "sip.example.com",
+                                          "example.com", ("xmpp.example.com",))
+    # The bridged domain's people are presentities here too.
+    assert config.served_domains() == ["example.com", "xmpp.example.com"]
+    assert load(None).served_domains() == [] and load(None).xmpp is None
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (XMPP.replace('secret = "s"\n', ""), "xmpp.secret is needed"),
+    (XMPP + 'port = 5\n', "unknown setting xmpp.port"),
+    (XMPP.replace('"127.0.0.1:5347"', '"nowhere"'), "xmpp.server"),
+    (XMPP.replace('["XMPP.example.com"]', '["example.com"]'), "must not hold the SIP domain"),
+    (XMPP.replace('["XMPP.example.com"]', '"xmpp.example.com"'), "list of strings"),
+])
+def test_a_bad_xmpp_table_is_reported(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load(write(tmp_path, text))
+
+
+def test_the_sip_domain_must_be_served(tmp_path):
+    config = load(write(tmp_path, '[server]\ndomains = ["other.example"]\n' + XMPP))
+    with pytest.raises(ConfigError, match="not one of server.domains"):
+        config.check()

@@ -1,0 +1,1 @@
+"""Bridges from the presence core to other networks (XMPP) and systems."""

@@ -1,0 +1,256 @@
+"""The gateway's decisions, sans-IO: stanzas in, stanzas and SIP out, the agent's rules
+applied to chat watchers, nothing echoed, the link's loss and return."""
+
+from __future__ import annotations
+
+import pytest
+
+from sipresence.bridges.gateway import Gateway, MessageStanza, PresenceStanza
+from sipresence.bridges.rfc8048 import Addresses
+from sipresence.sip.message import Request
+from sipresence.sip.uas import make_response
+from tests.support.phone import Phone, register, subscribe_headers
+
+ALICE = "sip:alice@example.com"
+BOB = "sip:bob@xmpp.example.com"  # a chat user, as SIP names him
+ALICE_JID = "alice@sip.example.com"
+
+
+class Bridge:
+    def __init__(self, **agent_kwargs) -> None:
+        self.phone = Phone(domains=["example.com", "xmpp.example.com"], **agent_kwargs)
+        self.agent = self.phone.agent
+        self.woken = 0
+        self.gateway = Gateway(self.agent, Addresses("sip.example.com", "example.com",
+                                                     ("xmpp.example.com",)), wake=self._wake)
+        self.gateway.connected(0.0)
+
+    def _wake(self) -> None:
+        self.woken += 1
+
+    def presence(self, sender: str, to: str, kind: str | None = None, **kwargs) -> None:
+        self.gateway.presence(PresenceStanza(sender, to, kind, **kwargs), self.phone.now)
+        self.phone.collect()
+
+    def take(self) -> list:
+        out = self.gateway.take(self.phone.now)
+        self.phone.collect()
+        return out
+
+    def watch_bob(self, expires: int = 600):
+        return self.phone.request("SUBSCRIBE", uri=BOB, from_uri=ALICE, from_tag="w",
+                                  call_id="watch-bob", headers=subscribe_headers(
+                                      expires=expires))
+
+
+@pytest.fixture
+def bridge() -> Bridge:
+    return Bridge()
+
+
+def test_a_chat_user_allowed_is_told_subscribed_and_the_state_then_each_change(bridge):
+    bridge.presence("bob@xmpp.example.com/laptop", ALICE_JID, "subscribe")
+    assert bridge.take() == [
+        PresenceStanza(ALICE_JID, "bob@xmpp.example.com", "subscribed"),
+        PresenceStanza(ALICE_JID, "bob@xmpp.example.com", "unavailable")]
+    assert bridge.agent.roster.get(ALICE, BOB).state == "active"
+    bridge.phone.publish(activity="busy", note="Report")
+    assert bridge.woken
+    assert bridge.take() == [PresenceStanza(ALICE_JID, "bob@xmpp.example.com", None, "dnd",
+                                            "Report")]
+    # A new version that XMPP shows the same is not sent again.
+    bridge.phone.publish(activity="meeting", note="Report", call_id="pub-2")
+    assert bridge.take() == []
+    bridge.presence("bob@xmpp.example.com/laptop", ALICE_JID, "probe")
+    assert bridge.take() == [PresenceStanza(ALICE_JID, "bob@xmpp.example.com", None, "dnd",
+                                            "Report")]
+    bridge.presence("bob@xmpp.example.com/laptop", ALICE_JID, "unsubscribe")
+    assert bridge.take() == [PresenceStanza(ALICE_JID, "bob@xmpp.example.com",
+                                            "unavailable")]
+    assert bridge.agent.roster.get(ALICE, BOB) is None
+    bridge.phone.publish(activity="away", note="Gone", call_id="pub-3")
+    assert bridge.take() == []
+
+
+def test_confirm_waits_for_the_person_and_block_says_unsubscribed(bridge):
+    bridge.agent.set_rule(ALICE, BOB, "confirm", 0.0)
+    bridge.presence("bob@xmpp.example.com/laptop", ALICE_JID, "subscribe")
+    assert bridge.take() == []
+    assert bridge.agent.roster.get(ALICE, BOB).state == "pending"
+    bridge.phone.publish()
+    assert bridge.take() == []  # nothing of her state before she says yes
+    bridge.agent.set_rule(ALICE, BOB, "allow", 0.0)
+    assert bridge.take() == [
+        PresenceStanza(ALICE_JID, "bob@xmpp.example.com", "subscribed"),
+        PresenceStanza(ALICE_JID, "bob@xmpp.example.com", None, "dnd", "In a meeting")]
+    bridge.agent.set_rule(ALICE, BOB, "confirm", 0.0)  # a yes given is not taken back
+    assert bridge.take() == []
+    bridge.agent.set_rule(ALICE, "xmpp.example.com", "block", 0.0)
+    bridge.agent.remove_rule(ALICE, BOB, 0.0)
+    assert bridge.take() == [PresenceStanza(ALICE_JID, "bob@xmpp.example.com",
+                                            "unsubscribed")]
+    assert bridge.agent.roster.get(ALICE, BOB) is None
+    # Asking again while blocked: refused at once, nothing kept.
+    bridge.presence("bob@xmpp.example.com/phone", ALICE_JID, "subscribe")
+    assert bridge.take() == [PresenceStanza(ALICE_JID, "bob@xmpp.example.com",
+                                            "unsubscribed")]
+    assert len(bridge.agent.roster) == 0
+
+
+def test_nobody_of_that_name_is_an_error_not_silence():
+    bridge = Bridge(config=__import__("sipresence.presence.agent", fromlist=["AgentConfig"])
+                    .AgentConfig(users={"alice": "secret"}))
+    bridge.presence("bob@xmpp.example.com/laptop", "zed@sip.example.com", "subscribe")
+    assert bridge.take() == [PresenceStanza("zed@sip.example.com", "bob@xmpp.example.com/laptop",
+                                            "error", error="item-not-found")]
+    bridge.presence("bob@xmpp.example.com/laptop", "zed@sip.example.com", "unsubscribe")
+    assert bridge.take() == []  # an unsubscribe is never answered with an error
+
+
+def test_a_sip_watcher_of_a_chat_user_waits_for_the_chat_users_yes(bridge):
+    answer = bridge.watch_bob()
+    assert answer.status == 202  # a bridged domain's people decide themselves
+    assert bridge.take() == [PresenceStanza(ALICE_JID, "bob@xmpp.example.com", "subscribe")]
+    bridge.phone.answer_all()
+    bridge.presence("bob@xmpp.example.com", ALICE_JID, "subscribed")
+    notify = bridge.phone.notifies()[-1]
+    assert notify.headers.get("Subscription-State").startswith("active")
+    bridge.phone.answer_all()
+    bridge.presence("bob@xmpp.example.com/laptop", ALICE_JID, None, show="away",
+                    status="Coffee")
+    notify = bridge.phone.notifies()[-1]
+    assert b"<rpid:away/>" in notify.body and b"Coffee" in notify.body
+    bridge.phone.answer_all()
+    count = len(bridge.phone.notifies())
+    version = bridge.agent.presentities.version(BOB)
+    # The same presence again (Bob's server sends one copy per SIP user watching
+    # him): no new version, no NOTIFY.
+    bridge.presence("bob@xmpp.example.com/laptop", "carol@sip.example.com", None,
+                    show="away", status="Coffee")
+    assert bridge.agent.presentities.version(BOB) == version
+    assert len(bridge.phone.notifies()) == count
+    # Bob's state never goes back out to XMPP: no echo.
+    assert bridge.take() == []
+    # Routing sees him: dnd in chat is busy for a caller.
+    bridge.presence("bob@xmpp.example.com/laptop", ALICE_JID, None, show="dnd")
+    assert bridge.agent.route(BOB, bridge.phone.now).status == 486
+    bridge.presence("bob@xmpp.example.com/laptop", ALICE_JID, "unavailable")
+    assert bridge.agent.presentities.get(BOB).summary.basic == "closed"
+
+
+def test_the_chat_users_no_ends_the_sip_subscription_rejected(bridge):
+    bridge.watch_bob()
+    bridge.take()
+    bridge.phone.answer_all()
+    bridge.presence("bob@xmpp.example.com", ALICE_JID, "unsubscribed")
+    assert bridge.phone.notifies()[-1].headers.get(
+        "Subscription-State") == "terminated;reason=rejected"
+    assert bridge.agent.authorization.rules(BOB) == []  # asking again asks Bob again
+
+
+def test_an_address_that_does_not_exist_ends_the_subscription_noresource(bridge):
+    bridge.watch_bob()
+    bridge.take()
+    bridge.phone.answer_all()
+    bridge.presence("bob@xmpp.example.com", ALICE_JID, "error", error="item-not-found")
+    assert bridge.phone.notifies()[-1].headers.get(
+        "Subscription-State") == "terminated;reason=noresource"
+
+
+def test_the_sip_users_unsubscribe_is_an_xmpp_unsubscribe(bridge):
+    bridge.watch_bob()
+    bridge.take()
+    bridge.phone.answer_all()
+    bridge.presence("bob@xmpp.example.com", ALICE_JID, "subscribed")
+    bridge.phone.answer_all()
+    notify = bridge.phone.notifies()[-1]
+    bridge.phone.request("SUBSCRIBE", uri=BOB, from_uri=ALICE, from_tag="w",
+                         call_id="watch-bob", cseq=2, to_tag=notify.from_.tag,
+                         headers=subscribe_headers(expires=0))
+    assert bridge.take() == [PresenceStanza(ALICE_JID, "bob@xmpp.example.com",
+                                            "unsubscribe")]
+    assert bridge.agent.authorization.rules(BOB) == []
+
+
+def test_losing_the_link_forgets_chat_users_and_coming_back_asks_again(bridge):
+    bridge.watch_bob()
+    bridge.presence("bob@xmpp.example.com", ALICE_JID, "subscribed")
+    bridge.presence("bob@xmpp.example.com/laptop", ALICE_JID, None)
+    bridge.presence("carol@xmpp.example.com/x", "dave@sip.example.com", "subscribe")
+    bridge.take()
+    assert bridge.agent.presentities.get(BOB).summary.basic == "open"
+    bridge.gateway.disconnected(1.0)
+    assert bridge.agent.presentities.get(BOB).summary.basic == "closed"
+    assert bridge.take() == []
+    bridge.gateway.connected(2.0)
+    assert sorted(bridge.take(), key=repr) == sorted([
+        PresenceStanza("dave@sip.example.com", "carol@xmpp.example.com", "unavailable"),
+        PresenceStanza(ALICE_JID, "bob@xmpp.example.com", "probe")], key=repr)
+    assert bridge.gateway.stopping(3.0) == [
+        PresenceStanza("dave@sip.example.com", "carol@xmpp.example.com", "unavailable",
+                       status="The presence server is restarting")]
+
+
+def test_a_chat_message_goes_to_every_registered_device_and_failure_comes_back(bridge):
+    p = bridge.phone
+    bridge.gateway.message(MessageStanza("bob@xmpp.example.com/l", ALICE_JID, "Hi",
+                                         id="m1"), p.now)
+    assert bridge.take() == [MessageStanza(
+        ALICE_JID, "bob@xmpp.example.com/l", None, "error", "m1", "recipient-unavailable",
+        "sip:alice@example.com has no phone or softphone registered")]
+    register(p, contact="<sip:alice@192.0.2.7:5070>")
+    p.request("REGISTER", uri="sip:example.com", to_uri=ALICE, from_uri=ALICE,
+              from_tag="reg2", call_id="reg-2", headers=[
+                  "Contact: <sip:alice@192.0.2.8:5070>", "Expires: 600"])
+    before = len(p.inbox)
+    bridge.gateway.message(MessageStanza("bob@xmpp.example.com/l", ALICE_JID, "Hi",
+                                         id="m2"), p.now)
+    p.collect()
+    messages = [m for m in p.inbox[before:] if isinstance(m, Request)]
+    assert sorted(str(m.request_uri) for m in messages) == [
+        "sip:alice@192.0.2.7:5070", "sip:alice@192.0.2.8:5070"]
+    assert {m.from_.uri.aor() for m in messages} == {BOB}
+    assert messages[0].body == b"Hi"
+    for message in messages:
+        p.send(make_response(message, 486).to_bytes().decode())
+    assert bridge.take() == [MessageStanza(
+        ALICE_JID, "bob@xmpp.example.com/l", None, "error", "m2", "recipient-unavailable",
+        "No device of sip:alice@example.com took the message (SIP 486)")]
+    # One device taking it is enough; no error then.
+    before = len(p.inbox)
+    bridge.gateway.message(MessageStanza("bob@xmpp.example.com/l", ALICE_JID, "Again"),
+                           p.now)
+    p.collect()
+    first, second = [m for m in p.inbox[before:] if isinstance(m, Request)]
+    p.send(make_response(first, 200).to_bytes().decode())
+    p.send(make_response(second, 480).to_bytes().decode())
+    assert bridge.take() == []
+
+
+def test_chat_states_and_errors_are_never_answered_and_unknown_users_are(bridge):
+    for stanza in (MessageStanza("bob@xmpp.example.com/l", ALICE_JID, None),
+                   MessageStanza("bob@xmpp.example.com/l", ALICE_JID, "x", "error")):
+        bridge.gateway.message(stanza, 0.0)
+    assert bridge.take() == []
+    bridge.gateway.message(MessageStanza("bob@xmpp.example.com/l", "nobody@elsewhere", "x"),
+                           0.0)
+    [error] = bridge.take()
+    assert (error.type, error.error) == ("error", "item-not-found")
+
+
+def test_a_sip_message_for_a_chat_user(bridge):
+    p = bridge.phone
+    answer = p.request("MESSAGE", uri=BOB, from_uri=ALICE,
+                       headers=["Content-Type: text/plain;charset=UTF-8"], body="Café?")
+    assert answer.status == 202
+    assert bridge.take() == [MessageStanza(ALICE_JID, "bob@xmpp.example.com", "Café?")]
+    answer = p.request("MESSAGE", uri=BOB, from_uri=ALICE, call_id="c2",
+                       headers=["Content-Type: application/im-iscomposing+xml"], body="<x/>")
+    assert (answer.status, answer.headers.get("Accept")) == (415, "text/plain")
+    answer = p.request("MESSAGE", uri=BOB, from_uri="sip:zoe@elsewhere.test", call_id="c3",
+                       headers=["Content-Type: text/plain"], body="hi")
+    assert answer.status == 403  # the component cannot speak for her
+    bridge.gateway.disconnected(1.0)
+    answer = p.request("MESSAGE", uri=BOB, from_uri=ALICE, call_id="c4",
+                       headers=["Content-Type: text/plain"], body="hi")
+    assert answer.status == 480
