@@ -378,3 +378,21 @@ def test_chat_watchers_survive_a_restart_of_the_agent(tmp_path, prosody):
         frank.close()
         desk.close()
         agent.stop()
+
+
+def test_a_wrong_secret_is_named_and_the_agent_keeps_serving_sip(tmp_path, prosody):
+    path = tmp_path / "agent.toml"
+    agent_config(path, prosody)
+    path.write_text(path.read_text().replace(f'secret = "{SECRET}"', 'secret = "wrong"'))
+    agent = start_server(tmp_path, "--config", str(path), listen=("udp:127.0.0.1:0",))
+    try:
+        agent.wait_for_line("refused the component secret")
+        agent.wait_for_line("reconnecting with back-off")
+        phone = Phone(agent)
+        assert phone.ask("OPTIONS").status == 200  # SIP does not wait for XMPP
+        answer = phone.ask_as("alice", "MESSAGE", f"sip:bob@{XMPP_DOMAIN}",
+                              headers="Content-Type: text/plain\r\n", body=b"Hello")
+        assert answer.status == 480  # not silently dropped while the link is down
+        phone.close()
+    finally:
+        assert agent.stop() == 0
