@@ -7,13 +7,22 @@ second (RFC 8760 section 2.4: clients take the first algorithm they support; des
 phones of the last decade know only MD5).  ``qop=auth`` is offered; credentials
 without qop (RFC 2069 clients) are still checked.
 
-Nonces are stateless: the time they were made and an HMAC of it under a secret of
-this process, so no table grows with the challenges sent.  A nonce older than
-``nonce_lifetime`` whose MAC is good gets a new challenge with ``stale=true``: the
-client retries with the same password without asking its user (RFC 7616 3.3).  After
-a restart every nonce is stale, which clients handle the same way.  A replayed request
-within the lifetime is what the transaction layer absorbs anyway; the nonce count is
-not tracked.
+Nonces are stateless: the time they were made, a random part (so no two challenges
+share one) and an HMAC of both under a secret of this process, so no table grows
+with the challenges sent.  A nonce older than ``nonce_lifetime`` whose MAC is good
+gets a new challenge with ``stale=true``: the client retries with the same password
+without asking its user (RFC 7616 3.3).  After a restart every nonce is stale, which
+clients handle the same way.
+
+Replays are refused.  The transaction layer absorbs a retransmission (same branch),
+but a captured request sent again in a new transaction carries valid credentials:
+for each nonce in use (only those, and only while fresh) the highest nonce count
+(``nc``) accepted per client nonce is kept, and credentials must count higher
+(RFC 7616 3.4.5); credentials without qop (RFC 2069) are good once.  A replay is
+answered like a stale nonce, so a client whose requests crossed simply retries with
+a new one; an attacker without the password cannot.  The ``uri`` the credentials
+were computed over must name the Request-URI (RFC 7616 3.4.6), so credentials for
+one request cannot be moved to another.
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .headers import HeaderError, quote, split_commas
+from .uri import SipURI, URIError, parse_uri
 
-__all__ = ["ALGORITHMS", "Credentials", "parse_credentials", "response_for", "Authenticator"]
+__all__ = ["ALGORITHMS", "Credentials", "parse_credentials", "response_for", "Authenticator",
+           "same_uri"]
 
 
 def _bytes(text: str) -> bytes:
@@ -116,6 +127,10 @@ class Authenticator:
         self._ha1 = {(user, name): hash_(f"{user}:{realm}:{password}")
                      for user, password in users.items()
                      for name, hash_ in ALGORITHMS.items()}
+        # (nonce, user, client nonce or response) -> (highest nc accepted, until when
+        # the nonce is fresh): what a replay would repeat.
+        self._counts: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self.replays = 0
 
     def challenge(self, now: float, stale: bool = False) -> list[tuple[str, str]]:
         """The ``WWW-Authenticate`` headers of a 401."""
@@ -125,10 +140,12 @@ class Authenticator:
                  f"Digest realm={quote(self.realm)}, nonce={quote(nonce)}, "
                  f'algorithm={name}, qop="auth"{extra}') for name in ALGORITHMS]
 
-    def check(self, method: str, authorizations: list[str], now: float) -> str | bool:
+    def check(self, method: str, authorizations: list[str], now: float,
+              uri: str | None = None) -> str | bool:
         """The user name the request proved it is, False when it proved nothing, and
-        True when its credentials were right but its nonce stale (challenge again
-        with ``stale=true``).  Credentials for other realms are ignored."""
+        True when its credentials were right but its nonce stale or the request a
+        replay (challenge again with ``stale=true``).  Credentials for other realms,
+        or computed over another URI than *uri* (the Request-URI), are ignored."""
         stale = False
         for value in authorizations:
             try:
@@ -136,6 +153,8 @@ class Authenticator:
             except HeaderError:
                 continue
             if credentials.realm != self.realm:
+                continue
+            if uri is not None and not same_uri(credentials.uri, uri):
                 continue
             verdict = self._verify(method, credentials, now)
             if verdict == "ok":
@@ -154,21 +173,56 @@ class Authenticator:
         age = self._nonce_age(c.nonce, now)
         if age is None:
             return "bad"
-        return "ok" if age <= self.nonce_lifetime else "stale"
+        if age > self.nonce_lifetime:
+            return "stale"
+        return "ok" if self._count(c, now - age + self.nonce_lifetime, now) else "stale"
+
+    def _count(self, c: Credentials, fresh_until: float, now: float) -> bool:
+        """Record the credentials' use; False when they were used so before."""
+        if c.qop is None:
+            key, count = (c.nonce, c.username, c.response), 1
+        else:
+            try:
+                count = int(c.nc or "", 16)
+            except ValueError:
+                return False
+            key = (c.nonce, c.username, c.cnonce or "")
+        seen = self._counts.get(key)
+        if seen is not None and count <= seen[0]:
+            self.replays += 1
+            return False
+        if len(self._counts) >= 4096:  # forget the nonces no longer fresh
+            self._counts = {k: v for k, v in self._counts.items() if v[1] >= now}
+        self._counts[key] = (count, fresh_until)
+        return True
 
     def _nonce(self, now: float) -> str:
-        stamp = f"{int(now):x}"
+        stamp = f"{int(now):x}.{secrets.token_hex(6)}"
         return stamp + "." + self._mac(stamp)
 
     def _nonce_age(self, nonce: str, now: float) -> float | None:
         """How old a nonce of ours is; None if it is not one of ours."""
-        stamp, _, mac = nonce.partition(".")
-        if not _same(mac, self._mac(stamp)):
+        stamp, _, mac = nonce.rpartition(".")
+        if not stamp or not _same(mac, self._mac(stamp)):
             return None
         try:
-            return now - int(stamp, 16)
+            return now - int(stamp.partition(".")[0], 16)
         except ValueError:
             return None
 
     def _mac(self, stamp: str) -> str:
         return hmac.new(self._secret, _bytes(stamp), hashlib.sha256).hexdigest()[:32]
+
+
+def same_uri(credential_uri: str, request_uri: str) -> bool:
+    """Whether the ``uri`` of credentials names the Request-URI: equal SIP URIs
+    (scheme, user, host without case, port; parameters aside, since clients differ
+    in which they repeat), otherwise equal text."""
+    try:
+        a, b = parse_uri(credential_uri), parse_uri(request_uri)
+    except URIError:
+        return credential_uri == request_uri
+    if isinstance(a, SipURI) and isinstance(b, SipURI):
+        return (a.scheme, a.user, a.host.lower(), a.port) == (
+            b.scheme, b.user, b.host.lower(), b.port)
+    return str(a).lower() == str(b).lower()

@@ -14,6 +14,7 @@ from sipresence.sip.digest import (
     Credentials,
     parse_credentials,
     response_for,
+    same_uri,
 )
 from sipresence.sip.headers import HeaderError
 
@@ -47,16 +48,16 @@ def test_rfc2617_section_3_5_vector_and_rfc2069_without_qop():
 
 
 def answer(challenge: str, user: str, password: str, method="REGISTER",
-           uri="sip:example.com", nc="00000001") -> str:
+           uri="sip:example.com", nc="00000001", cnonce="c0ffee") -> str:
     """What a phone sends back to *challenge*."""
     fields = dict(part.strip().split("=", 1) for part in challenge[len("Digest "):].split(","))
     realm, nonce = fields["realm"].strip('"'), fields["nonce"].strip('"')
     algorithm = fields["algorithm"]
     ha1 = ALGORITHMS[algorithm](f"{user}:{realm}:{password}")
-    c = Credentials(user, realm, nonce, uri, "", algorithm, "auth", nc, "c0ffee")
+    c = Credentials(user, realm, nonce, uri, "", algorithm, "auth", nc, cnonce)
     return (f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
             f'response="{response_for(algorithm, ha1, method, c)}", algorithm={algorithm}, '
-            f'qop=auth, nc={nc}, cnonce="c0ffee"')
+            f'qop=auth, nc={nc}, cnonce="{cnonce}"')
 
 
 def test_challenges_offer_sha256_then_md5_and_good_answers_pass():
@@ -65,8 +66,9 @@ def test_challenges_offer_sha256_then_md5_and_good_answers_pass():
     assert [name for name, _ in challenges] == ["WWW-Authenticate"] * 2
     assert "algorithm=SHA-256" in challenges[0][1] and "algorithm=MD5" in challenges[1][1]
     assert 'qop="auth"' in challenges[0][1] and "stale" not in challenges[0][1]
-    for _, challenge in challenges:
-        assert auth.check("REGISTER", [answer(challenge, "alice", "s3cret")], 1010.0) == "alice"
+    for index, (_, challenge) in enumerate(challenges):  # two devices, one per algorithm
+        assert auth.check("REGISTER", [answer(challenge, "alice", "s3cret",
+                                              cnonce=f"dev{index}")], 1010.0) == "alice"
 
 
 def test_wrong_passwords_users_methods_realms_and_forged_nonces_fail():
@@ -110,3 +112,49 @@ def test_any_authorization_value_is_refused_or_parsed_never_raises(value):
         parse_credentials(value)
     except HeaderError:
         pass
+
+
+def test_a_replayed_request_is_refused_as_stale_and_counting_on_is_accepted():
+    auth = Authenticator("example.com", {"alice": "s3cret", "bob": "pw"})
+    challenge = auth.challenge(now=1000.0)[0][1]
+    first = answer(challenge, "alice", "s3cret")
+    assert auth.check("REGISTER", [first], 1001.0) == "alice"
+    assert auth.check("REGISTER", [first], 1002.0) is True  # the same again: a replay
+    assert auth.replays == 1
+    assert auth.check("REGISTER", [answer(challenge, "alice", "s3cret", nc="00000002")],
+                      1003.0) == "alice"  # the client counting on, as RFC 7616 asks
+    assert auth.check("REGISTER", [answer(challenge, "alice", "s3cret", nc="00000002")],
+                      1004.0) is True
+    # Another client nonce (another device of Alice's, or Bob) counts on its own.
+    assert auth.check("REGISTER", [answer(challenge, "alice", "s3cret", cnonce="beef")],
+                      1005.0) == "alice"
+    assert auth.check("REGISTER", [answer(challenge, "bob", "pw")], 1005.0) == "bob"
+
+
+def test_credentials_without_qop_are_good_once():
+    auth = Authenticator("example.com", {"alice": "s3cret"})
+    nonce = auth.challenge(now=1000.0)[0][1].split('nonce="')[1].split('"')[0]
+    ha1 = ALGORITHMS["MD5"]("alice:example.com:s3cret")
+    c = Credentials("alice", "example.com", nonce, "sip:example.com", "")
+    value = (f'Digest username="alice", realm="example.com", nonce="{nonce}", '
+             f'uri="sip:example.com", response="{response_for("MD5", ha1, "REGISTER", c)}"')
+    assert auth.check("REGISTER", [value], 1001.0) == "alice"
+    assert auth.check("REGISTER", [value], 1002.0) is True
+
+
+def test_every_challenge_has_its_own_nonce():
+    auth = Authenticator("example.com", {"alice": "s3cret"})
+    assert auth.challenge(now=1000.0)[0][1] != auth.challenge(now=1000.0)[0][1]
+
+
+def test_credentials_are_for_the_request_uri_they_were_computed_over():
+    auth = Authenticator("example.com", {"alice": "s3cret"})
+    challenge = auth.challenge(now=1000.0)[0][1]
+    moved = answer(challenge, "alice", "s3cret", uri="sip:example.com")
+    assert auth.check("REGISTER", [moved], 1001.0, uri="sip:other.example") is False
+    assert auth.check("REGISTER", [moved], 1001.0, uri="sip:EXAMPLE.com;transport=tcp") \
+        == "alice"  # the same URI written otherwise
+    assert same_uri("sip:alice@example.com:5060", "sip:alice@Example.COM:5060;lr")
+    assert not same_uri("sip:alice@example.com", "sip:Alice@example.com")
+    assert not same_uri("sip:alice@example.com", "sips:alice@example.com")
+    assert same_uri("tel:+1555", "TEL:+1555") and not same_uri("x", "y")
