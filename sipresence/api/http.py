@@ -208,6 +208,11 @@ class PresentitiesResource(_AgentResource):
             if not text or any(c.isspace() or c in "/;?" for c in text):
                 raise ApiError(400, f"not a domain: {text!r}")
             return text.lower()
+        if text.lower().startswith("xmpp:"):  # a chat user of a domain not bridged
+            local, at, host = text[5:].rpartition("@")
+            if not at or not local or not host or any(c.isspace() or c in "/;?<>\"" for c in text):
+                raise ApiError(400, f"not an XMPP address: {text!r}")
+            return f"xmpp:{local.lower()}@{host.lower()}"
         return self._aor(text)
 
     @staticmethod

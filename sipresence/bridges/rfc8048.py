@@ -51,6 +51,7 @@ SHOWS = ("chat", "away", "xa", "dnd")
 # A SIP user part and a JID local part both carry these as they are (RFC 3261
 # "unreserved" without the ones RFC 7622 forbids in a local part).
 _PORTABLE = re.compile(r"^[A-Za-z0-9\-_.!~*()+$,;?]+$")
+_HOST = re.compile(r"^[a-z0-9.-]+$")
 _LONG_ABSENCE = frozenset({"vacation", "holiday", "travel", "permanent-absence",
                            "looking-for-work", "sleeping"})
 _STATUS_MAX = 1000  # a status line, not a document: longer texts are cut
@@ -109,6 +110,18 @@ class Addresses:
         if not at or host not in self.xmpp_domains or not _PORTABLE.match(local):
             return None
         return f"sip:{local}@{host}"
+
+    def watcher(self, jid: str) -> str | None:
+        """The address an XMPP user watches and sends as: ``sip:bob@D`` for a bridged
+        domain D, ``xmpp:bob@elsewhere`` for any other (a federated JID must never
+        pass for a SIP user of the same name); None when it cannot be written."""
+        aor = self.xmpp_user_aor(jid)
+        if aor is not None:
+            return aor
+        local, at, host = self.bare(jid).rpartition("@")
+        if not at or not _PORTABLE.match(local) or not _HOST.match(host):
+            return None
+        return f"xmpp:{local}@{host}"
 
     def xmpp_user_jid(self, aor: str) -> str | None:
         """``sip:bob@xmpp.example.com`` -> ``bob@xmpp.example.com``; None when the

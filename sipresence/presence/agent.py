@@ -31,7 +31,7 @@ from ..sip.uri import URI, AbsoluteURI, SipURI, parse_uri
 from .dialogs import BusyLamps, DialogPackage, Lines
 from .journal import Journal, Snapshot
 from .packages import PIDF, EventPackage
-from .pager import Attempt, MessageGateway, Pager
+from .pager import Attempt, MessageGateway, Pager, flow
 from .policy import Authorization, Rule
 from .presentity import PRESENCE_CLOCK, PresencePackage, Presentities, registration_sources
 from .publications import (
@@ -131,8 +131,6 @@ class Agent:
         self.presence_listeners: list[Callable[[str], None]] = []
         self.watcher_listeners: list[Callable[[Subscription, str], None]] = []
         self.rule_listeners: list[Callable[[str], None]] = []
-        # Watchers from other networks (the XMPP bridge's subscribers).
-        self.roster = Roster()
         # Instant messages (RFC 3428): to SIP users through the pager, to the users
         # of another network's domain through its gateway.
         self.pager = Pager()
@@ -143,7 +141,9 @@ class Agent:
             persist=lambda s: self.journal.put("subscription", s.id, s),
             forget=self._forget_subscription,
             notify_retries=config.notify_retries, retry_delay=config.retry_delay)
-        self.watcherinfo = WatcherInformation(self.notifier)
+        # Watchers from other networks (the XMPP bridge's subscribers).
+        self.roster = Roster()
+        self.watcherinfo = WatcherInformation(self.notifier, self.roster)
         self.lines = Lines(self.publications)
         self.lamps = BusyLamps(self.lines)
         # The event packages: each one module, registered here.
@@ -217,7 +217,8 @@ class Agent:
         a challenge (RFC 3261 22.2), or 403 for someone else's address."""
         assert self.authenticator is not None
         verdict = self.authenticator.check(
-            request.method, request.headers.get_all("authorization"), now)
+            request.method, request.headers.get_all("authorization"), now,
+            uri=str(request.request_uri))
         if isinstance(verdict, bool):
             return make_response(request, 401, headers=self.authenticator.challenge(
                 now, stale=verdict))
@@ -284,10 +285,19 @@ class Agent:
         host = resource.rpartition("@")[2] if "@" in resource else resource.partition(":")[2]
         return host.lower() in self.domains
 
+    def _foreign(self, aor: str) -> bool:
+        """Whether *aor* is a user of another network's domain (a bridged XMPP
+        domain): its presence and messages come through that network only, and no
+        SIP request may speak for it."""
+        return bool(self.message_gateways) and (
+            aor.rpartition("@")[2].lower() in self.message_gateways)
+
     def _publish(self, request: Request, peer: Peer, now: float) -> Response:
         resource = self._resource(request)
         if not self._served(resource):
             return make_response(request, 404, "Domain Not Served")
+        if self._foreign(resource):
+            return make_response(request, 403, "Address Of Another Network")
         event = request.single("event")
         name = (event or "").partition(";")[0].strip()
         package = self.packages.get(name)
@@ -419,6 +429,8 @@ class Agent:
         to = request.to.uri
         if isinstance(to, SipURI) and not self._served(to.aor()):
             return make_response(request, 404, "Domain Not Served")  # before any change
+        if isinstance(to, SipURI) and self._foreign(to.aor()):
+            return make_response(request, 403, "Address Of Another Network")
         try:
             result = self.registrar.register(request, now)
         except RegisterError as exc:
@@ -455,6 +467,8 @@ class Agent:
         content_type = request.content_type
         mime = content_type.mime if content_type is not None else TEXT_PLAIN
         sender = request.from_.uri.aor()
+        if self._foreign(sender):
+            return make_response(request, 403, "Address Of Another Network")
         gateway = self.message_gateways.get(resource.rpartition("@")[2].lower())
         if gateway is not None:
             if mime != TEXT_PLAIN:
@@ -469,13 +483,18 @@ class Agent:
             return make_response(request, status)
         if not self.knows(resource):
             return make_response(request, 404)
-        contacts = [b.uri for b in self.registrar.bindings(resource)]
+        contacts = self.contacts(resource)
         if not contacts:
             return make_response(request, 480, "Not Registered")
         self.pager.send(sender, resource, request.single("content-type") or TEXT_PLAIN,
                         request.body, contacts, max_forwards=(hops or 70) - 1,
                         display=request.from_.display)
         return make_response(request, 202)
+
+    def contacts(self, aor: str) -> list[tuple[str, Peer | None]]:
+        """Where a request for *aor*'s devices goes: each registered contact, with the
+        flow it registered from (``pager.flow``)."""
+        return [flow(b.uri, b.source) for b in self.registrar.bindings(aor)]
 
     def route(self, aor: str, now: float) -> Decision:
         """What a call to *aor* would get now (the INVITE answer; the HTTP API's too)."""
@@ -489,6 +508,8 @@ class Agent:
         resource = self._resource(request)
         if not self._served(resource):
             return make_response(request, 404, "Domain Not Served")
+        if request.to.tag is None and self._foreign(request.from_.uri.aor()):
+            return make_response(request, 403, "Address Of Another Network")
         return self.notifier.subscribe(request, peer, resource, now)
 
     # -- presence state --------------------------------------------------------------------
@@ -565,15 +586,23 @@ class Agent:
 
     # -- watchers from other networks --------------------------------------------------
     def set_roster(self, entry: RosterEntry, now: float) -> None:
-        """Add or change a watcher of another network (persisted)."""
+        """Add or change a watcher of another network (persisted; the owner's
+        watcher information hears of it)."""
+        before = self.roster.get(entry.presentity, entry.watcher)
         if self.roster.put(entry):
             self.journal.put("roster", entry.store_key, entry)
+            self.watcherinfo.roster_changed(
+                entry, "approved" if before is not None else "subscribe")
 
-    def remove_roster(self, presentity: str, watcher: str, now: float) -> bool:
+    def remove_roster(self, presentity: str, watcher: str, now: float,
+                      event: str = "timeout") -> bool:
+        """Forget a watcher of another network: it left (``timeout``) or was refused
+        (``rejected``)."""
         entry = self.roster.remove(presentity, watcher)
         if entry is None:
             return False
         self.journal.delete("roster", entry.store_key)
+        self.watcherinfo.roster_changed(entry, event, ended=True)
         return True
 
     def _watcher_event(self, subscription: Subscription, event: str) -> None:

@@ -9,8 +9,13 @@ its own MESSAGE, with the sender's address in From and the user's in To; the
 delivery succeeds when any contact answers 2xx, and fails when every one has
 answered otherwise (the best of their answers is kept: a 486 from the one phone
 that is busy says more than a 408 from one that was switched off).  Finished
-deliveries wait in :attr:`Pager.finished` for the door that asked (the XMPP bridge
-sends an error back to a chat user whose message reached no device).
+deliveries a door asked about (an *origin* given) are told to the pager's listeners
+(events out: the XMPP bridge sends an error back to a chat user whose message reached
+no device, as soon as the last device refused).
+
+A copy goes where the device's REGISTER came from when that was a datagram (behind
+a NAT the Contact names a private address no datagram reaches); over a stream, to
+the Contact, on a new connection.
 
 Sans-IO like the notifier: :meth:`Pager.take` hands the MESSAGEs to the endpoint,
 :meth:`Pager.answered` takes each one's final answer.
@@ -19,16 +24,18 @@ Sans-IO like the notifier: :meth:`Pager.take` hands the MESSAGEs to the endpoint
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..sip.dialog import uri_peer
 from ..sip.endpoint import Outgoing
 from ..sip.message import Request, Response
+from ..sip.transport import Peer
 from ..sip.uas import new_tag
 from ..sip.uri import SipURI, parse_uri
 
-__all__ = ["Attempt", "Delivery", "MessageGateway", "Pager"]
+__all__ = ["Attempt", "Delivery", "MessageGateway", "Pager", "flow"]
 
 # Which failure says most, when every contact refused (a lower rank wins).
 _RANK = {486: 0, 600: 0, 603: 1, 480: 2, 404: 3, 415: 4, 488: 4, 408: 5, 503: 6}
@@ -72,23 +79,35 @@ class MessageGateway(Protocol):
         ...
 
 
+def flow(contact: str, source: str) -> tuple[str, Peer | None]:
+    """A registered contact and where to reach it: the address its REGISTER came from
+    (``UDP:host:port``, ``sip.uas.origin``) for a datagram device, else None (the
+    Contact itself)."""
+    transport, _, rest = source.partition(":")
+    host, _, port = rest.rpartition(":")
+    if transport.upper() != "UDP" or not host or not port.isdigit():
+        return contact, None
+    return contact, Peer("UDP", host.strip("[]"), int(port))
+
+
 @dataclass
 class Pager:
     _outbox: list[Outgoing] = field(default_factory=list)
-    # Deliveries that came to an end and that a door asked about (origin given).
-    finished: list[Delivery] = field(default_factory=list)
+    # Told of every delivery a door asked about (origin given) once it has ended.
+    listeners: list[Callable[[Delivery], None]] = field(default_factory=list)
     sent: int = 0
     failed: int = 0
 
     def send(self, sender: str, recipient: str, content_type: str, body: bytes,
-             contacts: list[str], *, origin: object = None, max_forwards: int = 70,
-             display: str | None = None) -> Delivery:
-        """Queue one MESSAGE per contact; *contacts* must not be empty.  Contacts that
-        are no SIP URI are skipped (a registrar keeps what devices send)."""
+             contacts: list[tuple[str, Peer | None]], *, origin: object = None,
+             max_forwards: int = 70, display: str | None = None) -> Delivery:
+        """Queue one MESSAGE per contact (its URI, and the flow to send it on or
+        None: :func:`flow`).  Contacts that are no SIP URI are skipped (a registrar
+        keeps what devices send); with none left the delivery fails at once."""
         delivery = Delivery(secrets.token_hex(8), sender, recipient, content_type, body,
                             origin)
         sender_name = f'"{display}" ' if display else ""
-        for contact in contacts:
+        for contact, peer in contacts:
             try:
                 uri = parse_uri(contact)
             except ValueError:
@@ -104,7 +123,7 @@ class Pager:
             headers.add("CSeq", "1 MESSAGE")
             headers.add("Content-Type", content_type)
             request.body = body
-            self._outbox.append(Outgoing(request, uri_peer(uri, None),
+            self._outbox.append(Outgoing(request, peer or uri_peer(uri, None),
                                          Attempt(delivery, contact)))
             delivery.pending += 1
         if delivery.pending == 0:
@@ -136,8 +155,5 @@ class Pager:
         else:
             self.failed += 1
         if delivery.origin is not None:
-            self.finished.append(delivery)
-
-    def take_finished(self) -> list[Delivery]:
-        out, self.finished = self.finished, []
-        return out
+            for listener in self.listeners:
+                listener(delivery)

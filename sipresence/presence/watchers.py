@@ -10,7 +10,9 @@ it, so the version never goes back.
 from __future__ import annotations
 
 from ..documents.watcherinfo import Watcher, WatcherInfo, WatcherList, serialize_watcherinfo
+from ..documents.xml import digest
 from .packages import WATCHERINFO, EventPackage
+from .roster import Roster, RosterEntry
 from .subscription import Subscription, SubState
 from .subscriptions import Notifier
 
@@ -36,17 +38,33 @@ def _watcher(subscription: Subscription, event: str) -> Watcher:
                    display_name=subscription.watcher_display)
 
 
+def _roster_watcher(entry: RosterEntry, event: str, ended: bool = False) -> Watcher:
+    """A watcher of another network as RFC 3858 lists it (its id stable per watcher)."""
+    return Watcher(id=f"r{digest(entry.store_key)}", uri=entry.watcher,
+                   status="terminated" if ended else entry.state,  # type: ignore[arg-type]
+                   event=event)  # type: ignore[arg-type]
+
+
 class WatcherInformation:
-    def __init__(self, notifier: Notifier) -> None:
+    def __init__(self, notifier: Notifier, roster: Roster | None = None) -> None:
         self.notifier = notifier
+        self.roster = roster if roster is not None else Roster()
         # Changes not yet sent, per winfo subscription: watcher id -> latest entry.
         self._pending: dict[str, dict[str, Watcher]] = {}
 
     def watcher_changed(self, subscription: Subscription, event: str) -> None:
         """A presence subscription to a resource came, changed or ended."""
-        entry = _watcher(subscription, event)
-        for winfo in self.notifier.watchers(PACKAGE, subscription.resource):
-            self._pending.setdefault(winfo.id, {})[entry.id] = entry
+        self._changed(subscription.resource, _watcher(subscription, event))
+
+    def roster_changed(self, entry: RosterEntry, event: str, ended: bool = False) -> None:
+        """A watcher of another network came (``subscribe``), was allowed
+        (``approved``) or went (``rejected``, ``timeout``): the owner is told as of
+        a SIP watcher, so a pending chat user is seen and can be confirmed."""
+        self._changed(entry.presentity, _roster_watcher(entry, event, ended))
+
+    def _changed(self, resource: str, watcher: Watcher) -> None:
+        for winfo in self.notifier.watchers(PACKAGE, resource):
+            self._pending.setdefault(winfo.id, {})[watcher.id] = watcher
             self.notifier.refresh_one(winfo)
 
     def render(self, winfo: Subscription, now: float) -> tuple[str, bytes]:
@@ -55,8 +73,10 @@ class WatcherInformation:
         changes = self._pending.pop(winfo.id, {})
         if winfo.full_state_due:
             winfo.full_state_due = False
-            watchers = tuple(_watcher(s, "subscribe") for s in
-                             self.notifier.watchers("presence", winfo.resource))
+            watchers = (*(_watcher(s, "subscribe") for s in
+                          self.notifier.watchers("presence", winfo.resource)),
+                        *(_roster_watcher(e, "subscribe") for e in
+                          self.roster.watchers(winfo.resource)))
             state = "full"
         else:
             watchers = tuple(changes.values())

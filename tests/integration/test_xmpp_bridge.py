@@ -6,6 +6,7 @@ clients that publish, subscribe, register and answer as phones do."""
 from __future__ import annotations
 
 import re
+import time
 import urllib.parse
 
 import pytest
@@ -36,6 +37,8 @@ PIDF = ('<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" '
 DIALOG = ('<?xml version="1.0"?><dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" '
           'version="{version}" state="full" entity="sip:{user}@example.com">{dialog}'
           '</dialog-info>')
+# How long "nothing arrives" is watched for: ten times what a stanza takes here.
+QUIET = 0.5
 CALL = ('<dialog id="d1" call-id="c1" local-tag="a" remote-tag="b" direction="initiator">'
         '<state>confirmed</state></dialog>')
 
@@ -249,14 +252,16 @@ def test_the_persons_rules_decide_chat_watchers_as_sip_watchers(bridge):
     for _ in range(100):
         if any(w["watcher"] == f"sip:erin@{XMPP_DOMAIN}" for w in watchers["watchers"]):
             break
-        erin.wait_for(lambda: True)
+        time.sleep(0.05)
         status, watchers = api(agent, "GET", f"/v1/presentities/{quoted(dave)}/watchers")
     assert {"watcher": f"sip:erin@{XMPP_DOMAIN}", "network": "xmpp",
             "state": "pending"}.items() <= next(
         w for w in watchers["watchers"] if w["watcher"] == f"sip:erin@{XMPP_DOMAIN}").items()
+    time.sleep(QUIET)
     assert erin.last_presence(f"dave@{COMPONENT}") is None
 
     api(agent, "PUT", f"/v1/presentities/{quoted(dave)}", {"basic": "open", "note": "Here"})
+    time.sleep(QUIET)
     assert erin.last_presence(f"dave@{COMPONENT}") is None  # still waiting for Dave
     status, _ = api(agent, "PUT", f"/v1/presentities/{quoted(dave)}/rules/"
                     f"{quoted(f'sip:erin@{XMPP_DOMAIN}')}", {"sub_handling": "allow"})
@@ -270,7 +275,7 @@ def test_the_persons_rules_decide_chat_watchers_as_sip_watchers(bridge):
                   message="unsubscribed")
     count = len(erin.presences)
     api(agent, "PUT", f"/v1/presentities/{quoted(dave)}", {"basic": "open", "note": "Later"})
-    erin.wait_for(lambda: True)
+    time.sleep(QUIET)
     assert all(p["status"] != "Later" for p in erin.presences[count:])
 
     # A blocked user asking again gets unsubscribed at once.
@@ -320,6 +325,14 @@ def test_messages_pass_both_ways(bridge):
                               headers="Content-Type: text/plain\r\n", body=b"Hi")
     assert answer.status == 480  # kim has no registered device
 
+    # No such chat user: the 202 is followed by a notice, not by silence.
+    answer = softphone.ask_as("henry", "MESSAGE", f"sip:nobody@{XMPP_DOMAIN}",
+                              headers="Content-Type: text/plain\r\n", body=b"Anyone?")
+    assert answer.status == 202
+    notice = softphone.next_request("MESSAGE")
+    assert notice.from_.uri.aor() == f"sip:nobody@{XMPP_DOMAIN}"
+    assert b"was not delivered" in notice.body, notice.body
+
 
 def test_the_bridge_recovers_when_prosody_restarts(bridge, prosody):
     agent, chat, phone = bridge
@@ -327,7 +340,25 @@ def test_the_bridge_recovers_when_prosody_restarts(bridge, prosody):
     bob.call(bob.client.send_presence, pto=f"lucy@{COMPONENT}", ptype="subscribe")
     etag = desk.publish("lucy", "Before the restart")
     watched(bob, f"lucy@{COMPONENT}", "available", "Before the restart")
+    # Lucy's phone watches Bob too (he says yes in his client).
+    lamp = phone()
+    lamp.send(request("SUBSCRIBE", agent.udp, lamp.local, uri=f"sip:bob@{XMPP_DOMAIN}",
+                      to=f"sip:bob@{XMPP_DOMAIN}", call_id="lamp",
+                      headers=f"Event: presence\r\nExpires: 600\r\nContact: "
+                              f"<sip:lucy@{lamp.local[0]}:{lamp.local[1]}>\r\n")
+              .replace(f"From: <sip:tester@{lamp.local[0]}>".encode(),
+                       f"From: <sip:lucy@{SIP_DOMAIN}>".encode()))
+    assert lamp.recv().status == 202
+
+    def lamp_shows(basic: bytes) -> None:
+        while True:
+            notify = lamp.next_request("NOTIFY", timeout=15)
+            if b"<basic>" + basic in notify.body:
+                return
+
+    lamp_shows(b"open")
     bob.close()
+    lamp_shows(b"closed")
 
     prosody.restart()
     agent.wait_for_line("lost the XMPP server")
@@ -342,6 +373,7 @@ def test_the_bridge_recovers_when_prosody_restarts(bridge, prosody):
     # are her changes.
     bob = chat("bob")
     watched(bob, f"lucy@{COMPONENT}", "available", "Before the restart")
+    lamp_shows(b"open")  # the phone's subscription to him lived through it
     desk.publish("lucy", "After the restart", "away", etag=etag)
     watched(bob, f"lucy@{COMPONENT}", "away", "After the restart")
     # A SIP message reaches him over the new link.

@@ -87,8 +87,9 @@ def test_confirm_waits_for_the_person_and_block_says_unsubscribed(bridge):
     assert bridge.take() == []
     bridge.agent.set_rule(ALICE, "xmpp.example.com", "block", 0.0)
     bridge.agent.remove_rule(ALICE, BOB, 0.0)
-    assert bridge.take() == [PresenceStanza(ALICE_JID, "bob@xmpp.example.com",
-                                            "unsubscribed")]
+    assert bridge.take() == [  # RFC 6121 3.2.2: the state he saw goes first
+        PresenceStanza(ALICE_JID, "bob@xmpp.example.com", "unavailable"),
+        PresenceStanza(ALICE_JID, "bob@xmpp.example.com", "unsubscribed")]
     assert bridge.agent.roster.get(ALICE, BOB) is None
     # Asking again while blocked: refused at once, nothing kept.
     bridge.presence("bob@xmpp.example.com/phone", ALICE_JID, "subscribe")
@@ -128,6 +129,10 @@ def test_a_sip_watcher_of_a_chat_user_waits_for_the_chat_users_yes(bridge):
     bridge.presence("bob@xmpp.example.com/laptop", "carol@sip.example.com", None,
                     show="away", status="Coffee")
     assert bridge.agent.presentities.version(BOB) == version
+    assert len(bridge.phone.notifies()) == count
+    # Carol's subscription to him ends: he is still there for Alice.
+    bridge.presence("bob@xmpp.example.com/laptop", "carol@sip.example.com", "unavailable")
+    assert bridge.agent.presentities.get(BOB).summary.basic == "open"
     assert len(bridge.phone.notifies()) == count
     # Bob's state never goes back out to XMPP: no echo.
     assert bridge.take() == []
@@ -254,3 +259,122 @@ def test_a_sip_message_for_a_chat_user(bridge):
     answer = p.request("MESSAGE", uri=BOB, from_uri=ALICE, call_id="c4",
                        headers=["Content-Type: text/plain"], body="hi")
     assert answer.status == 480
+
+
+def test_a_probe_from_no_watcher_reveals_nothing_and_an_unasked_yes_is_ignored(bridge):
+    bridge.phone.publish()
+    bridge.presence("eve@xmpp.example.com/x", ALICE_JID, "probe")
+    assert bridge.take() == [PresenceStanza(ALICE_JID, "eve@xmpp.example.com",
+                                            "unsubscribed")]
+    assert len(bridge.agent.roster) == 0
+    bridge.presence("eve@xmpp.example.com", ALICE_JID, "subscribed")  # nobody asked
+    assert bridge.agent.authorization.rules("sip:eve@xmpp.example.com") == []
+
+
+def test_blocking_an_allowed_chat_watcher_says_unavailable_then_unsubscribed(bridge):
+    bridge.phone.publish()
+    bridge.presence("bob@xmpp.example.com/laptop", ALICE_JID, "subscribe")
+    bridge.take()
+    bridge.agent.set_rule(ALICE, BOB, "block", 0.0)
+    assert bridge.take() == [
+        PresenceStanza(ALICE_JID, "bob@xmpp.example.com", "unavailable"),
+        PresenceStanza(ALICE_JID, "bob@xmpp.example.com", "unsubscribed")]
+
+
+def test_a_federated_jid_never_passes_for_a_sip_user(bridge):
+    """alice@example.com on some XMPP server is not sip:alice@example.com: she is
+    xmpp:alice@example.com, and not allowed as the presentity itself would be."""
+    bridge.agent.set_rule(ALICE, "xmpp.example.com", "allow", 0.0)
+    bridge.agent.authorization.default = "block"
+    bridge.presence("alice@example.com/x", ALICE_JID, "subscribe")
+    assert bridge.take() == [PresenceStanza(ALICE_JID, "alice@example.com", "unsubscribed")]
+    bridge.agent.authorization.default = "allow"
+    bridge.presence("alice@example.com/x", ALICE_JID, "subscribe")
+    assert bridge.take()[0] == PresenceStanza(ALICE_JID, "alice@example.com", "subscribed")
+    assert bridge.agent.roster.get(ALICE, "xmpp:alice@example.com").state == "active"
+
+
+def test_no_sip_request_speaks_for_a_chat_user():
+    bridge = Bridge()
+    p = bridge.phone
+    assert register(p, contact="<sip:bob@192.0.2.7>").status == 200  # alice's own: fine
+    for method, kwargs in (
+            ("REGISTER", {"uri": "sip:xmpp.example.com", "to_uri": BOB, "from_uri": BOB,
+                          "headers": ["Contact: <sip:bob@192.0.2.7>"]}),
+            ("PUBLISH", {"uri": BOB, "from_uri": BOB,
+                         "headers": ["Event: presence", "Content-Type: application/pidf+xml"],
+                         "body": "<presence/>"}),
+            ("SUBSCRIBE", {"uri": BOB, "from_uri": BOB, "headers": subscribe_headers()}),
+            ("MESSAGE", {"uri": ALICE, "from_uri": BOB,
+                         "headers": ["Content-Type: text/plain"], "body": "hi"})):
+        answer = p.request(method, call_id=f"spoof-{method}", **kwargs)
+        assert (answer.status, answer.reason) == (403, "Address Of Another Network"), method
+
+
+def test_a_sip_watcher_the_component_cannot_speak_for_is_refused_not_left_pending(bridge):
+    answer = bridge.phone.request("SUBSCRIBE", uri=BOB, from_uri="sip:zoe@elsewhere.test",
+                                  headers=subscribe_headers())
+    assert answer.status == 202
+    bridge.phone.answer_all()
+    assert bridge.take() == []
+    assert bridge.phone.notifies()[-1].headers.get(
+        "Subscription-State") == "terminated;reason=rejected"
+
+
+def test_only_an_error_that_says_no_such_address_ends_subscriptions(bridge):
+    bridge.watch_bob()
+    bridge.take()
+    bridge.phone.answer_all()
+    bridge.presence("bob@xmpp.example.com", ALICE_JID, "error",
+                    error="remote-server-timeout")
+    assert len(bridge.agent.notifier.watchers("presence", BOB)) == 1
+    bridge.presence("bob@xmpp.example.com", "carol@sip.example.com", "error",
+                    error="item-not-found")  # about Carol's subscription, not Alice's
+    assert len(bridge.agent.notifier.watchers("presence", BOB)) == 1
+
+
+def test_the_person_sees_a_pending_chat_watcher_in_watcher_information(bridge):
+    p = bridge.phone
+    p.request("SUBSCRIBE", uri=ALICE, from_uri=ALICE, from_tag="own", call_id="winfo",
+              headers=subscribe_headers(accept="application/watcherinfo+xml",
+                                        event="presence.winfo"))
+    p.answer_all()
+    bridge.agent.set_rule(ALICE, BOB, "confirm", 0.0)
+    bridge.presence("bob@xmpp.example.com/laptop", ALICE_JID, "subscribe")
+    notify = p.notifies()[-1]
+    assert b'status="pending"' in notify.body and BOB.encode() in notify.body
+    p.answer_all()
+    bridge.agent.set_rule(ALICE, BOB, "allow", 0.0)
+    bridge.take()
+    assert b'status="active" event="approved"' in p.notifies()[-1].body
+
+
+def test_a_chat_message_that_no_device_took_is_told_at_once(bridge):
+    """The error goes out as soon as the last device answered, with nothing else
+    happening (the gateway is woken by the pager)."""
+    p = bridge.phone
+    register(p)
+    bridge.gateway.message(MessageStanza("bob@xmpp.example.com/l", ALICE_JID, "Hi", id="m"),
+                           p.now)
+    p.collect()
+    [sent] = [m for m in p.inbox if isinstance(m, Request) and m.method == "MESSAGE"]
+    woken = bridge.woken
+    p.send(make_response(sent, 480).to_bytes().decode())
+    assert bridge.woken == woken + 1
+    [error] = bridge.take()
+    assert (error.type, error.error, error.id) == ("error", "recipient-unavailable", "m")
+
+
+def test_a_message_xmpp_could_not_deliver_is_noticed_to_the_sip_sender(bridge):
+    p = bridge.phone
+    register(p)
+    before = len(p.inbox)
+    bridge.gateway.message(MessageStanza("nobody@xmpp.example.com", ALICE_JID, None,
+                                         "error", error="item-not-found"), p.now)
+    p.collect()
+    [notice] = [m for m in p.inbox[before:] if isinstance(m, Request)]
+    assert notice.method == "MESSAGE" and notice.to.uri.aor() == ALICE
+    assert notice.from_.uri.aor() == "sip:nobody@xmpp.example.com"
+    assert notice.body == (b"Your message to nobody@xmpp.example.com was not delivered "
+                           b"(item-not-found).")
+    assert bridge.take() == []  # nothing goes back into XMPP

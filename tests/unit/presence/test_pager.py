@@ -4,7 +4,7 @@ refused with the right status when it cannot be handed on."""
 from __future__ import annotations
 
 from sipresence.presence.agent import AgentConfig
-from sipresence.presence.pager import Pager
+from sipresence.presence.pager import Pager, flow
 from sipresence.sip.message import Request, Response
 from sipresence.sip.uas import make_response
 from tests.support.phone import Phone, register
@@ -37,7 +37,7 @@ def test_a_message_is_forked_to_every_contact_with_the_senders_address():
         assert m.headers.get("Max-Forwards") == "69"  # a fresh 70, minus this hop
     for m in sent:
         p.send(make_response(m, 200).to_bytes().decode())
-    assert p.agent.pager.sent == 1 and p.agent.pager.finished == []
+    assert p.agent.pager.sent == 1
 
 
 def test_nobody_to_hand_it_to_is_an_answer_not_a_silence():
@@ -66,15 +66,25 @@ def test_max_forwards_zero_is_too_many_hops():
 
 def test_every_contact_refusing_keeps_the_most_telling_answer():
     pager = Pager()
+    ended: list = []
+    pager.listeners.append(ended.append)
     delivery = pager.send("sip:bob@example.com", ALICE, "text/plain", b"x",
-                          ["sip:a@192.0.2.1", "sip:a@192.0.2.2", "mailto:a@example.com"],
-                          origin="asker")
+                          [flow("sip:a@192.0.2.1", "UDP:198.51.100.4:41000"),
+                           ("sip:a@192.0.2.2;transport=tcp", None),
+                           ("mailto:a@example.com", None)], origin="asker")
     first, second = pager.take()
+    # A datagram device is reached where it registered from (behind its NAT), a
+    # stream device at its Contact.
+    assert (first.peer.transport, first.peer.host, first.peer.port) == (
+        "UDP", "198.51.100.4", 41000)
+    assert (second.peer.transport, second.peer.host, second.peer.port) == (
+        "TCP", "192.0.2.2", 5060)
     pager.answered(first.ref, Response(408), 1.0)
-    assert not delivery.finished
+    assert not delivery.finished and ended == []
     pager.answered(second.ref, Response(486), 1.0)
     assert (delivery.finished, delivery.delivered, delivery.status) == (True, False, 486)
-    assert pager.take_finished() == [delivery] and pager.failed == 1
-    nowhere = pager.send("sip:bob@example.com", ALICE, "text/plain", b"x", ["tel:+1555"],
-                         origin="asker")
+    assert ended == [delivery] and pager.failed == 1
+    nowhere = pager.send("sip:bob@example.com", ALICE, "text/plain", b"x",
+                         [("tel:+1555", None)], origin="asker")
     assert (nowhere.finished, nowhere.status) == (True, 480)
+    assert ended == [delivery, nowhere]
