@@ -24,8 +24,9 @@ Subscriptions map both ways (RFC 8048 section 6, RFC 6121 section 3):
   ``rejected``; an address a server says does not exist (``item-not-found``) ends it
   with ``noresource``.  Servers need not say so (RFC 6121 3.1.3; Prosody keeps
   silent rather than tell who has an account): a subscription to someone who never
-  answers stays pending, showing nothing, as for a person who has not decided.  A SIP watcher the component cannot speak for (not of
-  ``sip_domain``) is rejected at once rather than left pending.  Bob's presence is a
+  answers stays pending, showing nothing, as for a person who has not decided.  A
+  SIP watcher the component cannot speak for (not of ``sip_domain``) is rejected at
+  once rather than left pending.  Bob's presence is a
   source of ``sip:bob@<domain>`` through the agent's one door, one per resource; XMPP
   sends it to each subscribed contact, so a resource is gone only when no SIP user
   hears it any more (the ``unavailable`` that ends one contact's subscription is
