@@ -228,6 +228,10 @@ def test_a_sip_watcher_sees_a_chat_user_go_away_and_come_back(bridge):
             break
         watcher.nothing(0.02)
     assert decision["status"] == 486, decision
+    caller = phone()  # and a real call to her gets the same answer
+    call = caller.ask_as("alice", "INVITE", f"sip:carol@{XMPP_DOMAIN}",
+                         headers=f"Contact: <sip:alice@{caller.local[0]}:{caller.local[1]}>\r\n")
+    assert call.status == 486, call
 
     carol.call(carol.client.send_presence, pshow="chat")
     body = state_with(b"<basic>open</basic>")
