@@ -229,11 +229,14 @@ def build_services(config: Config, reactor: Any) -> Any:
                                         interface=host)).setServiceParent(services)
     RestoreService(agent, driver, config).setServiceParent(services)
     if config.xmpp is not None:
+        from .api.metrics import BridgeCollector
         from .bridges.xmpp import XmppBridge
 
         # Last: it connects once the state is back, and stops first, while the
         # driver can still send what its goodbye causes.
-        XmppBridge(reactor, driver, agent, config.xmpp).setServiceParent(services)
+        bridge = XmppBridge(reactor, driver, agent, config.xmpp)
+        registry.register(BridgeCollector(bridge.gateway))
+        bridge.setServiceParent(services)
     return services
 
 

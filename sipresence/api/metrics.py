@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..bridges.gateway import Gateway
 from ..presence.agent import Agent
 from ..sip.endpoint import Endpoint
 from ..store.base import Store
 from ..store.commit import GroupCommit
 
-__all__ = ["SipCollector", "PresenceCollector", "StoreCollector"]
+__all__ = ["BridgeCollector", "SipCollector", "PresenceCollector", "StoreCollector"]
 
 
 class SipCollector(Collector):
@@ -87,6 +88,37 @@ class PresenceCollector(Collector):
         for package, count in sorted(counts.items()):
             subscriptions.add_metric([package], count)
         yield subscriptions
+        yield GaugeMetricFamily("sipresence_roster_watchers",
+                                "Watchers of other networks (chat users)",
+                                value=len(self.agent.roster))
+        yield CounterMetricFamily("sipresence_messages_delivered",
+                                  "Instant messages a registered device took",
+                                  value=self.agent.pager.sent)
+        yield CounterMetricFamily("sipresence_messages_failed",
+                                  "Instant messages no registered device took",
+                                  value=self.agent.pager.failed)
+
+
+class BridgeCollector(Collector):
+    """The XMPP bridge: whether its link is up, and what crossed it."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def collect(self) -> Iterator[Metric]:
+        gateway = self.gateway
+        yield GaugeMetricFamily("sipresence_xmpp_connected",
+                                "1 while the XMPP component is authenticated",
+                                value=int(gateway.online))
+        yield CounterMetricFamily("sipresence_xmpp_connections",
+                                  "Times the XMPP component came online",
+                                  value=gateway.connections)
+        yield CounterMetricFamily("sipresence_xmpp_stanzas_received",
+                                  "Presence and message stanzas from XMPP",
+                                  value=gateway.received)
+        yield CounterMetricFamily("sipresence_xmpp_stanzas_sent",
+                                  "Presence and message stanzas to XMPP",
+                                  value=gateway.sent)
 
 
 class StoreCollector(Collector):

@@ -117,6 +117,8 @@ class Gateway:
         # calls take() soon, outside the agent's own call.
         self.wake = wake
         self.online = False
+        # For the metrics: times online, stanzas in and out.
+        self.connections = self.received = self.sent = 0
         self._out: list[Stanza] = []
         # What the agent told, acted on in take() (never inside the agent's call).
         self._events: list[tuple[Subscription | None, str, str]] = []
@@ -140,6 +142,7 @@ class Gateway:
     def connected(self, now: float) -> None:
         """The component is authenticated: tell and ask everything again."""
         self.online = True
+        self.connections += 1
         self._shown.clear()
         for entry in self._active_watchers():
             self._send_state(entry.presentity, entry.watcher)
@@ -164,8 +167,10 @@ class Gateway:
         if not self.online:
             return []
         gone = XmppPresence(False, None, "The presence server is restarting")
-        return [stanza for entry in self._active_watchers()
-                if (stanza := self._availability(entry.presentity, entry.watcher, gone))]
+        out = [stanza for entry in self._active_watchers()
+               if (stanza := self._availability(entry.presentity, entry.watcher, gone))]
+        self.sent += len(out)
+        return out
 
     def take(self, now: float) -> list[Stanza]:
         """Act on what the agent told, then the stanzas to send now."""
@@ -205,10 +210,12 @@ class Gateway:
                 if stanza is not None:
                     self._out.append(stanza)
         out, self._out = self._out, []
+        self.sent += len(out)
         return out
 
     # -- from XMPP -------------------------------------------------------------------
     def presence(self, stanza: PresenceStanza, now: float) -> None:
+        self.received += 1
         kind = stanza.type
         if kind in ("subscribe", "unsubscribe", "probe"):
             self._to_sip_user(stanza, now)
@@ -342,6 +349,7 @@ class Gateway:
 
     def message(self, stanza: MessageStanza, now: float) -> None:
         """A chat message to a SIP user: to each of the user's registered devices."""
+        self.received += 1
         if stanza.type == "error":
             self._undelivered(stanza)
             return

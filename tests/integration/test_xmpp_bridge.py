@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -385,6 +386,16 @@ def test_the_bridge_recovers_when_prosody_restarts(bridge, prosody):
                          headers="Content-Type: text/plain\r\n", body=b"Still there?")
     assert answer.status == 202
     bob.wait_for(lambda: any(m["body"] == "Still there?" for m in bob.messages))
+    # The operator sees the link and what crossed it.
+    host, port = agent.http
+    metrics = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read()
+    values = dict(line.split(" ", 1) for line in metrics.decode().splitlines()
+                  if line.startswith("sipresence_xmpp_") or line.startswith(
+                      "sipresence_roster_"))
+    assert (values["sipresence_xmpp_connected"], values["sipresence_xmpp_connections_total"],
+            values["sipresence_roster_watchers"]) == ("1.0", "2.0", "1.0"), values
+    assert float(values["sipresence_xmpp_stanzas_received_total"]) > 0
+    assert float(values["sipresence_xmpp_stanzas_sent_total"]) > 0
 
 
 def test_chat_watchers_survive_a_restart_of_the_agent(tmp_path, prosody):
