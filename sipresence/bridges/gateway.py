@@ -167,8 +167,9 @@ class Gateway:
         if not self.online:
             return []
         gone = XmppPresence(False, None, "The presence server is restarting")
-        out = [stanza for entry in self._active_watchers()
-               if (stanza := self._availability(entry.presentity, entry.watcher, gone))]
+        out: list[Stanza] = [
+            stanza for entry in self._active_watchers()
+            if (stanza := self._availability(entry.presentity, entry.watcher, gone))]
         self.sent += len(out)
         return out
 
