@@ -135,6 +135,11 @@ class Config:
                 d.lower() for d in self.domains):
             raise ConfigError(f"xmpp.sip_domain {self.xmpp.sip_domain} is not one of "
                               "server.domains")
+        overlap = sorted({d.lower() for d in self.domains} & set(
+            self.xmpp.xmpp_domains if self.xmpp else ()))
+        if overlap:
+            raise ConfigError(f"{overlap[0]} is both a SIP domain (server.domains) and "
+                              "an XMPP domain (xmpp.xmpp_domains)")
 
     def served_domains(self) -> list[str]:
         """The domains the agent answers for: server.domains and, when those are set,

@@ -50,6 +50,7 @@ user is asked again (subscribe or probe), so nothing waits for the next change.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,6 +124,11 @@ class Gateway:
         # What the agent told, acted on in take() (never inside the agent's call).
         self._events: list[tuple[Subscription | None, str, str]] = []
         self._failed: list[Delivery] = []
+        # The ids of the chat messages sent lately: an error names one of them.
+        self._sent: dict[str, str] = {}
+        # Unsubscribes made while the link was down: (SIP user's JID, contact).
+        self._cancels: set[tuple[str, str]] = set()
+        self._ids = itertools.count(1)
         # SIP presentities whose XMPP watchers may need their state again.
         self._dirty: set[str] = set()
         # What each SIP presentity's XMPP watchers were last sent.
@@ -143,6 +149,9 @@ class Gateway:
         """The component is authenticated: tell and ask everything again."""
         self.online = True
         self.connections += 1
+        cancels, self._cancels = self._cancels, set()
+        for sender, contact in sorted(cancels):
+            self._out.append(PresenceStanza(sender, contact, "unsubscribe"))
         self._shown.clear()
         for entry in self._active_watchers():
             self._send_state(entry.presentity, entry.watcher)
@@ -301,6 +310,12 @@ class Gateway:
             return  # not a user of a bridged domain (a directed presence from elsewhere)
         resource = Addresses.resource(stanza.sender) or "-"
         key, listener = (aor, resource), Addresses.bare(stanza.to)
+        sip_user = self.addresses.sip_user_aor(listener)
+        if stanza.type is None and not any(
+                s.watcher == sip_user for s in self.agent.notifier.watchers("presence", aor)):
+            # Only what the user sends to a SIP user who watches: a presence directed
+            # elsewhere (to one contact, to a made-up address) is not for the others.
+            return
         heard = self._heard.get(key, {})
         before = next(reversed(heard.values()), None)
         if stanza.type == "unavailable":
@@ -339,14 +354,17 @@ class Gateway:
         """An error about an XMPP user to one SIP user: when the address does not
         exist, that SIP user's subscriptions to it end (noresource) and the user is
         no watcher of anyone here any more."""
-        aor = self.addresses.xmpp_user_aor(stanza.sender)
-        watcher = self.addresses.sip_user_aor(stanza.to)
-        if aor is None or watcher is None or stanza.error not in _NO_SUCH_ADDRESS:
+        sip_user = self.addresses.sip_user_aor(stanza.to)
+        gone = self.addresses.watcher(stanza.sender)
+        if gone is None or sip_user is None or stanza.error not in _NO_SUCH_ADDRESS:
             return
-        ended = self.agent.end_watchers(aor, "noresource", now, watcher=watcher)
-        self.agent.remove_roster(watcher, aor, now)
+        self.agent.remove_roster(sip_user, gone, now)  # a chat watcher that is gone
+        aor = self.addresses.xmpp_user_aor(stanza.sender)
+        if aor is None:
+            return
+        ended = self.agent.end_watchers(aor, "noresource", now, watcher=sip_user)
         log.info("%s does not exist (%s): %d subscriptions of %s ended", aor, stanza.error,
-                 ended, watcher)
+                 ended, sip_user)
 
     def message(self, stanza: MessageStanza, now: float) -> None:
         """A chat message to a SIP user: to each of the user's registered devices."""
@@ -380,6 +398,8 @@ class Gateway:
         notice that fails is not noticed in turn."""
         sender = self.addresses.sip_user_aor(stanza.to)
         recipient = self.addresses.watcher(stanza.sender)
+        if stanza.id is None or self._sent.pop(stanza.id, None) is None:
+            return  # no error about a message this gateway sent: nothing to tell
         log.info("XMPP could not deliver a message from %s to %s: %s", stanza.to,
                  stanza.sender, stanza.error)
         if sender is None or recipient is None:
@@ -403,7 +423,11 @@ class Gateway:
         recipient_jid = self.addresses.xmpp_user_jid(recipient)
         if sender_jid is None or recipient_jid is None:
             return 403
-        self._out.append(MessageStanza(sender_jid, recipient_jid, text))
+        stanza_id = f"sip{next(self._ids)}"
+        self._sent[stanza_id] = recipient
+        while len(self._sent) > 1000:  # the errors that come back come within seconds
+            del self._sent[next(iter(self._sent))]
+        self._out.append(MessageStanza(sender_jid, recipient_jid, text, id=stanza_id))
         self.wake()
         return 202
 
@@ -472,6 +496,8 @@ class Gateway:
         self.agent.remove_rule(subscription.resource, subscription.watcher, now)
         if self.online:
             self._out.append(PresenceStanza(sender, contact, "unsubscribe"))
+        else:  # said when the link is back, or the chat user's server keeps sending
+            self._cancels.add((sender, contact))
 
     # -- to XMPP -----------------------------------------------------------------------
     def _active_watchers(self) -> list[RosterEntry]:

@@ -216,9 +216,13 @@ class Agent:
         SUBSCRIBE as its own From (the watcher rules are about).  Otherwise 401 with
         a challenge (RFC 3261 22.2), or 403 for someone else's address."""
         assert self.authenticator is not None
+        # The credentials must be for this Request-URI when the request came
+        # straight from the device; a proxy may have retargeted it (RFC 3261 16.5),
+        # and the device computed them over the URI it sent.
+        direct = len(request.vias) == 1
         verdict = self.authenticator.check(
             request.method, request.headers.get_all("authorization"), now,
-            uri=str(request.request_uri))
+            uri=str(request.request_uri) if direct else None)
         if isinstance(verdict, bool):
             return make_response(request, 401, headers=self.authenticator.challenge(
                 now, stale=verdict))

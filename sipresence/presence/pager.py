@@ -85,9 +85,19 @@ def flow(contact: str, source: str) -> tuple[str, Peer | None]:
     Contact itself)."""
     transport, _, rest = source.partition(":")
     host, _, port = rest.rpartition(":")
-    if transport.upper() != "UDP" or not host or not port.isdigit():
-        return contact, None
+    wanted = _transport_of(contact)
+    if transport.upper() != "UDP" or not host or not port.isdigit() or wanted not in (
+            None, "UDP"):
+        return contact, None  # a stream, or a Contact that asks for one
     return contact, Peer("UDP", host.strip("[]"), int(port))
+
+
+def _transport_of(contact: str) -> str | None:
+    try:
+        uri = parse_uri(contact)
+    except ValueError:
+        return None
+    return uri.transport if isinstance(uri, SipURI) else None
 
 
 @dataclass

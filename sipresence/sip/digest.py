@@ -22,7 +22,8 @@ for each nonce in use (only those, and only while fresh) the highest nonce count
 answered like a stale nonce, so a client whose requests crossed simply retries with
 a new one; an attacker without the password cannot.  The ``uri`` the credentials
 were computed over must name the Request-URI (RFC 7616 3.4.6), so credentials for
-one request cannot be moved to another.
+one request cannot be moved to another (checked for requests that come straight
+from the device: a proxy may have retargeted the request after it was signed).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ class Authenticator:
         # (nonce, user, client nonce or response) -> (highest nc accepted, until when
         # the nonce is fresh): what a replay would repeat.
         self._counts: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self._purged = 0.0
         self.replays = 0
 
     def challenge(self, now: float, stale: bool = False) -> list[tuple[str, str]]:
@@ -191,7 +193,9 @@ class Authenticator:
         if seen is not None and count <= seen[0]:
             self.replays += 1
             return False
-        if len(self._counts) >= 4096:  # forget the nonces no longer fresh
+        if len(self._counts) >= 4096 and now >= self._purged + 1.0:
+            # Forget the nonces no longer fresh, at most once a second.
+            self._purged = now
             self._counts = {k: v for k, v in self._counts.items() if v[1] >= now}
         self._counts[key] = (count, fresh_until)
         return True

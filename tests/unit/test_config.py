@@ -101,3 +101,10 @@ def test_the_sip_domain_must_be_served(tmp_path):
     config = load(write(tmp_path, '[server]\ndomains = ["other.example"]\n' + XMPP))
     with pytest.raises(ConfigError, match="not one of server.domains"):
         config.check()
+
+
+def test_a_domain_cannot_be_both_sip_and_xmpp(tmp_path):
+    config = load(write(tmp_path, '[server]\ndomains = ["example.com", "xmpp.example.com"]\n'
+                        + XMPP))
+    with pytest.raises(ConfigError, match="both a SIP domain"):
+        config.check()

@@ -124,13 +124,24 @@ def test_a_sip_watcher_of_a_chat_user_waits_for_the_chat_users_yes(bridge):
     bridge.phone.answer_all()
     count = len(bridge.phone.notifies())
     version = bridge.agent.presentities.version(BOB)
-    # The same presence again (Bob's server sends one copy per SIP user watching
-    # him): no new version, no NOTIFY.
+    # Presence directed at a SIP user who does not watch him (or a made-up one) is
+    # not for his watchers: nothing changes.
+    bridge.presence("bob@xmpp.example.com/laptop", "carol@sip.example.com", None,
+                    show="dnd", status="Only for Carol")
+    assert bridge.agent.presentities.version(BOB) == version
+    # Carol watches him too: the same presence once more (one copy per SIP user
+    # watching him) is no new version and no NOTIFY.
+    bridge.phone.request("SUBSCRIBE", uri=BOB, from_uri="sip:carol@example.com",
+                         from_tag="c", call_id="carol-bob", headers=subscribe_headers())
+    bridge.take()
+    bridge.agent.set_rule(BOB, "sip:carol@example.com", "allow", 0.0)
+    bridge.phone.answer_all()
+    count, version = len(bridge.phone.notifies()), bridge.agent.presentities.version(BOB)
     bridge.presence("bob@xmpp.example.com/laptop", "carol@sip.example.com", None,
                     show="away", status="Coffee")
     assert bridge.agent.presentities.version(BOB) == version
     assert len(bridge.phone.notifies()) == count
-    # Carol's subscription to him ends: he is still there for Alice.
+    # Carol's subscription to him ends on his side: he is still there for Alice.
     bridge.presence("bob@xmpp.example.com/laptop", "carol@sip.example.com", "unavailable")
     assert bridge.agent.presentities.get(BOB).summary.basic == "open"
     assert len(bridge.phone.notifies()) == count
@@ -248,7 +259,8 @@ def test_a_sip_message_for_a_chat_user(bridge):
     answer = p.request("MESSAGE", uri=BOB, from_uri=ALICE,
                        headers=["Content-Type: text/plain;charset=UTF-8"], body="Café?")
     assert answer.status == 202
-    assert bridge.take() == [MessageStanza(ALICE_JID, "bob@xmpp.example.com", "Café?")]
+    assert bridge.take() == [MessageStanza(ALICE_JID, "bob@xmpp.example.com", "Café?",
+                                           id="sip1")]
     answer = p.request("MESSAGE", uri=BOB, from_uri=ALICE, call_id="c2",
                        headers=["Content-Type: application/im-iscomposing+xml"], body="<x/>")
     assert (answer.status, answer.headers.get("Accept")) == (415, "text/plain")
@@ -368,9 +380,19 @@ def test_a_chat_message_that_no_device_took_is_told_at_once(bridge):
 def test_a_message_xmpp_could_not_deliver_is_noticed_to_the_sip_sender(bridge):
     p = bridge.phone
     register(p)
+    p.request("MESSAGE", uri="sip:nobody@xmpp.example.com", from_uri=ALICE, call_id="m",
+              headers=["Content-Type: text/plain"], body="Anyone?")
+    [sent] = bridge.take()
+    # An error about no message of ours (any JID can send one): nothing is told.
     before = len(p.inbox)
+    for forged in (None, "sip999"):
+        bridge.gateway.message(MessageStanza("nobody@xmpp.example.com", ALICE_JID, None,
+                                             "error", id=forged, error="item-not-found"),
+                               p.now)
+    p.collect()
+    assert [m for m in p.inbox[before:] if isinstance(m, Request)] == []
     bridge.gateway.message(MessageStanza("nobody@xmpp.example.com", ALICE_JID, None,
-                                         "error", error="item-not-found"), p.now)
+                                         "error", id=sent.id, error="item-not-found"), p.now)
     p.collect()
     [notice] = [m for m in p.inbox[before:] if isinstance(m, Request)]
     assert notice.method == "MESSAGE" and notice.to.uri.aor() == ALICE
@@ -378,3 +400,27 @@ def test_a_message_xmpp_could_not_deliver_is_noticed_to_the_sip_sender(bridge):
     assert notice.body == (b"Your message to nobody@xmpp.example.com was not delivered "
                            b"(item-not-found).")
     assert bridge.take() == []  # nothing goes back into XMPP
+
+
+def test_a_chat_watcher_whose_address_is_gone_is_forgotten(bridge):
+    bridge.presence("zed@jabber.elsewhere.test/x", ALICE_JID, "subscribe")
+    bridge.take()
+    assert bridge.agent.roster.get(ALICE, "xmpp:zed@jabber.elsewhere.test") is not None
+    bridge.presence("zed@jabber.elsewhere.test", ALICE_JID, "error", error="gone")
+    assert bridge.agent.roster.get(ALICE, "xmpp:zed@jabber.elsewhere.test") is None
+
+
+def test_an_unsubscribe_made_while_the_link_is_down_is_said_when_it_is_back(bridge):
+    bridge.watch_bob()
+    bridge.presence("bob@xmpp.example.com", ALICE_JID, "subscribed")
+    bridge.take()
+    bridge.phone.answer_all()
+    bridge.gateway.disconnected(1.0)
+    notify = bridge.phone.notifies()[-1]
+    bridge.phone.request("SUBSCRIBE", uri=BOB, from_uri=ALICE, from_tag="w",
+                         call_id="watch-bob", cseq=2, to_tag=notify.from_.tag,
+                         headers=subscribe_headers(expires=0))
+    assert bridge.take() == []
+    bridge.gateway.connected(2.0)
+    assert bridge.take() == [PresenceStanza(ALICE_JID, "bob@xmpp.example.com",
+                                            "unsubscribe")]

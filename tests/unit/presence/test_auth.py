@@ -78,3 +78,29 @@ def test_a_stale_nonce_is_challenged_again_with_stale_true():
     assert again.status == 401
     assert "stale=true" in again.headers.get_all("WWW-Authenticate")[0]
     assert p.agent.registrar.all() == []
+
+
+def test_credentials_replayed_or_moved_to_another_request_uri_prove_nothing():
+    p = phone()
+    headers = ["Contact: <sip:alice@192.0.2.7>"]
+    first = p.request("REGISTER", uri="sip:example.com", to_uri="sip:alice@example.com",
+                      from_uri="sip:alice@example.com", call_id="r1", headers=headers)
+    challenge = first.headers.get_all("WWW-Authenticate")[0]
+    credentials = f"Authorization: {answer(challenge, 'alice', 's3cret')}"
+    ok = p.request("REGISTER", uri="sip:example.com", to_uri="sip:alice@example.com",
+                   from_uri="sip:alice@example.com", call_id="r1", cseq=2,
+                   headers=[*headers, credentials])
+    assert ok.status == 200
+    # The same credentials in a new transaction (a captured request sent again).
+    replay = p.request("REGISTER", uri="sip:example.com", to_uri="sip:alice@example.com",
+                       from_uri="sip:alice@example.com", call_id="r1", cseq=3,
+                       headers=[*headers, credentials])
+    assert replay.status == 401 and "stale=true" in replay.headers.get("WWW-Authenticate")
+    # Fresh credentials computed over another Request-URI, sent straight from the phone.
+    second = p.request("REGISTER", uri="sip:example.com", to_uri="sip:alice@example.com",
+                       from_uri="sip:alice@example.com", call_id="r2", headers=headers)
+    moved = answer(second.headers.get_all("WWW-Authenticate")[0], "alice", "s3cret",
+                   uri="sip:elsewhere.test")
+    assert p.request("REGISTER", uri="sip:example.com", to_uri="sip:alice@example.com",
+                     from_uri="sip:alice@example.com", call_id="r2", cseq=2,
+                     headers=[*headers, f"Authorization: {moved}"]).status == 401

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sipresence.presence.agent import AgentConfig
 from sipresence.presence.pager import Pager, flow
 from sipresence.sip.message import Request, Response
+from sipresence.sip.transport import Peer
 from sipresence.sip.uas import make_response
 from tests.support.phone import Phone, register
 
@@ -30,6 +31,11 @@ def test_a_message_is_forked_to_every_contact_with_the_senders_address():
     sent = [m for m in p.inbox[before:] if isinstance(m, Request)]
     assert sorted(str(m.request_uri) for m in sent) == [
         "sip:alice@192.0.2.7:5070", "sip:alice@192.0.2.9:5080;transport=tcp"]
+    # Where each copy went: the UDP phone where its REGISTER came from (the Phone's
+    # peer), the TCP one at its Contact.
+    flows = dict(p.agent.contacts(ALICE))
+    assert flows["sip:alice@192.0.2.7:5070"] == Peer("UDP", "192.0.2.7", 5070)
+    assert flows["sip:alice@192.0.2.9:5080;transport=tcp"] is None  # its Contact
     for m in sent:
         assert (m.from_.uri.aor(), m.to.uri.aor(), m.body) == ("sip:bob@example.com", ALICE,
                                                                 b"Lunch?")
