@@ -110,15 +110,12 @@ class BridgeCollector(Collector):
         yield GaugeMetricFamily("sipresence_xmpp_connected",
                                 "1 while the XMPP component is authenticated",
                                 value=int(gateway.online))
-        yield CounterMetricFamily("sipresence_xmpp_connections",
-                                  "Times the XMPP component came online",
-                                  value=gateway.connections)
-        yield CounterMetricFamily("sipresence_xmpp_stanzas_received",
-                                  "Presence and message stanzas from XMPP",
-                                  value=gateway.received)
-        yield CounterMetricFamily("sipresence_xmpp_stanzas_sent",
-                                  "Presence and message stanzas to XMPP",
-                                  value=gateway.sent)
+        for name, text, value in (
+                ("connections", "Times the XMPP component came online", gateway.connections),
+                ("stanzas_received", "Presence and message stanzas from XMPP",
+                 gateway.received),
+                ("stanzas_sent", "Presence and message stanzas to XMPP", gateway.sent)):
+            yield CounterMetricFamily(f"sipresence_xmpp_{name}", text, value=value)
 
 
 class StoreCollector(Collector):
