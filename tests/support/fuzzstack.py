@@ -242,6 +242,8 @@ SEEDS: dict[str, Callable[[Context], Draft]] = {
     "resubscribe-dialog": lambda c: _in_dialog(c, "dialog", 600),
     "unsubscribe-presence": lambda c: _in_dialog(c, "presence", 0),
     "register": _register,
+    "message": lambda c: _request(c, "MESSAGE", extra=(
+        ("Content-Type", "text/plain;charset=UTF-8"),), body="Lunch? ☕".encode()),
     "invite": _invite,
     "cancel": _cancel_or_ack("CANCEL"),
     "ack": _cancel_or_ack("ACK"),
