@@ -206,8 +206,7 @@ class Gateway:
             return []
         dirty, self._dirty = self._dirty, set()
         for aor in sorted(dirty):
-            watchers = [e for e in self.agent.roster.watchers(aor)
-                        if e.network == NETWORK and e.state == "active"]
+            watchers = self._active_watchers(aor)
             if not watchers:
                 self._shown.pop(aor, None)
                 continue
@@ -291,8 +290,7 @@ class Gateway:
         if presentity is None or watcher is None:
             return
         if stanza.type == "subscribed":
-            if not any(s.watcher == watcher for s in self.agent.notifier.watchers(
-                    "presence", presentity)):
+            if not self._watches(watcher, presentity):
                 return  # nobody asked (RFC 6121 3.1.6): no lasting rule from it
             log.info("%s lets %s watch", presentity, watcher)
             self.agent.set_rule(presentity, watcher, "allow", now)
@@ -311,8 +309,7 @@ class Gateway:
         resource = Addresses.resource(stanza.sender) or "-"
         key, listener = (aor, resource), Addresses.bare(stanza.to)
         sip_user = self.addresses.sip_user_aor(listener)
-        if stanza.type is None and not any(
-                s.watcher == sip_user for s in self.agent.notifier.watchers("presence", aor)):
+        if stanza.type is None and (sip_user is None or not self._watches(sip_user, aor)):
             # Only what the user sends to a SIP user who watches: a presence directed
             # elsewhere (to one contact, to a made-up address) is not for the others.
             return
@@ -488,9 +485,8 @@ class Gateway:
         same person is left (RFC 8048 section 6.3)."""
         contact = self.addresses.xmpp_user_jid(subscription.resource)
         sender = self.addresses.sip_user_jid(subscription.watcher)
-        if contact is None or sender is None or any(
-                s.watcher == subscription.watcher and s is not subscription
-                for s in self.agent.notifier.watchers("presence", subscription.resource)):
+        if contact is None or sender is None or self._watches(
+                subscription.watcher, subscription.resource, besides=subscription):
             return
         # The next subscription asks the XMPP user again, as XMPP would.
         self.agent.remove_rule(subscription.resource, subscription.watcher, now)
@@ -499,10 +495,18 @@ class Gateway:
         else:  # said when the link is back, or the chat user's server keeps sending
             self._cancels.add((sender, contact))
 
+    def _watches(self, sip_user: str, aor: str,
+                 besides: Subscription | None = None) -> bool:
+        """Whether *sip_user* has a live presence subscription to *aor* (other than
+        *besides*)."""
+        return any(s.watcher == sip_user and s is not besides
+                   for s in self.agent.notifier.watchers("presence", aor))
+
     # -- to XMPP -----------------------------------------------------------------------
-    def _active_watchers(self) -> list[RosterEntry]:
-        return [e for e in self.agent.roster.all()
-                if e.network == NETWORK and e.state == "active"]
+    def _active_watchers(self, aor: str | None = None) -> list[RosterEntry]:
+        """The allowed XMPP watchers of *aor*, or of everyone."""
+        entries = self.agent.roster.all() if aor is None else self.agent.roster.watchers(aor)
+        return [e for e in entries if e.network == NETWORK and e.state == "active"]
 
     def _jid(self, aor: str) -> str | None:
         """The component JID of a SIP user; None when *aor* is no longer of
