@@ -89,49 +89,64 @@ class Addresses:
 
     def sip_user_jid(self, aor: str) -> str | None:
         """``sip:alice@<sip_domain>`` -> ``alice@<component>``; None for any other."""
-        scheme, _, rest = aor.partition(":")
-        user, at, host = rest.rpartition("@")
-        if scheme != "sip" or not at or host.lower() != self.sip_domain \
-                or not _PORTABLE.match(user):
+        parts = _sip_parts(aor)
+        if parts is None or parts[1] != self.sip_domain:
             return None
-        return f"{user.lower()}@{self.component}"
+        return f"{parts[0]}@{self.component}"
 
     def sip_user_aor(self, jid: str) -> str | None:
         """``alice@<component>`` -> ``sip:alice@<sip_domain>``; None for any other."""
-        local, at, host = self.bare(jid).rpartition("@")
-        if not at or host != self.component or not _PORTABLE.match(local):
+        parts = _jid_parts(jid)
+        if parts is None or parts[1] != self.component:
             return None
-        return f"sip:{local}@{self.sip_domain}"
+        return f"sip:{parts[0]}@{self.sip_domain}"
 
     def xmpp_user_aor(self, jid: str) -> str | None:
         """``bob@xmpp.example.com/phone`` -> ``sip:bob@xmpp.example.com`` when that
         domain is bridged; None otherwise."""
-        local, at, host = self.bare(jid).rpartition("@")
-        if not at or host not in self.xmpp_domains or not _PORTABLE.match(local):
+        parts = _jid_parts(jid)
+        if parts is None or parts[1] not in self.xmpp_domains:
             return None
-        return f"sip:{local}@{host}"
+        return f"sip:{parts[0]}@{parts[1]}"
 
     def watcher(self, jid: str) -> str | None:
         """The address an XMPP user watches and sends as: ``sip:bob@D`` for a bridged
         domain D, ``xmpp:bob@elsewhere`` for any other (a federated JID must never
         pass for a SIP user of the same name); None when it cannot be written."""
-        aor = self.xmpp_user_aor(jid)
-        if aor is not None:
-            return aor
-        local, at, host = self.bare(jid).rpartition("@")
-        if not at or not _PORTABLE.match(local) or not _HOST.match(host):
+        parts = _jid_parts(jid)
+        if parts is None:
             return None
-        return f"xmpp:{local}@{host}"
+        local, host = parts
+        if host in self.xmpp_domains:
+            return f"sip:{local}@{host}"
+        return f"xmpp:{local}@{host}" if _HOST.match(host) else None
 
     def xmpp_user_jid(self, aor: str) -> str | None:
         """``sip:bob@xmpp.example.com`` -> ``bob@xmpp.example.com``; None when the
         address is not in a bridged domain."""
-        scheme, _, rest = aor.partition(":")
-        user, at, host = rest.rpartition("@")
-        if scheme != "sip" or not at or host.lower() not in self.xmpp_domains \
-                or not _PORTABLE.match(user):
+        parts = _sip_parts(aor)
+        if parts is None or parts[1] not in self.xmpp_domains:
             return None
-        return f"{user.lower()}@{host.lower()}"
+        return f"{parts[0]}@{parts[1]}"
+
+
+def _sip_parts(aor: str) -> tuple[str, str] | None:
+    """``sip:Alice@Example.com`` -> (``alice``, ``example.com``), the user as a JID
+    local part; None for another scheme, no user, or a user XMPP cannot carry."""
+    scheme, _, rest = aor.partition(":")
+    user, at, host = rest.rpartition("@")
+    if scheme != "sip" or not at or not _PORTABLE.match(user):
+        return None
+    return user.lower(), host.lower()
+
+
+def _jid_parts(jid: str) -> tuple[str, str] | None:
+    """``Bob@Host/resource`` -> (``bob``, ``host``); None for a server's JID or a
+    local part SIP cannot carry."""
+    local, at, host = Addresses.bare(jid).rpartition("@")
+    if not at or not _PORTABLE.match(local):
+        return None
+    return local, host
 
 
 def from_summary(summary: Summary) -> XmppPresence:
