@@ -19,6 +19,7 @@ time the agent is down.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
@@ -175,23 +176,25 @@ class XmppBridge(service.Service):
 
     # -- stanzas in --------------------------------------------------------------------
     def _presence(self, element: domish.Element) -> None:
-        try:
-            stanza = read_presence(element)
-        except (KeyError, ValueError, AttributeError):
-            log.debug("ignored a presence stanza it cannot read: {xml}", xml=element.toXml())
-            return
-        try:
-            self.driver.call(self.gateway.presence, stanza)
-        except Exception:
-            log.failure("dropped a presence stanza from {sender}", sender=stanza.sender)
-        self._drain()
+        self._receive(element, read_presence, self.gateway.presence)
 
     def _message(self, element: domish.Element) -> None:
-        stanza = read_message(element)
+        self._receive(element, read_message, self.gateway.message)
+
+    def _receive(self, element: domish.Element, read: Callable[[domish.Element], Any],
+                 door: Callable[[Any, float], None]) -> None:
+        """One stanza in: read, through the gateway's door (a fault there drops this
+        stanza, not the link), then whatever it caused out."""
         try:
-            self.driver.call(self.gateway.message, stanza)
+            stanza = read(element)
+        except (KeyError, ValueError, AttributeError):
+            log.debug("ignored a stanza it cannot read: {xml}", xml=element.toXml())
+            return
+        try:
+            self.driver.call(door, stanza)
         except Exception:
-            log.failure("dropped a message stanza from {sender}", sender=stanza.sender)
+            log.failure("dropped a {kind} stanza from {sender}", kind=element.name,
+                        sender=stanza.sender)
         self._drain()
 
     def _iq(self, element: domish.Element) -> None:
