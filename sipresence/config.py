@@ -131,12 +131,11 @@ class Config:
             if any(a.transport == secure for a in self.listen) and not (
                     self.tls_certificate and self.tls_key):
                 raise ConfigError(f"a {secure}: listener needs tls.certificate and tls.key")
-        if self.xmpp is not None and self.domains and self.xmpp.sip_domain not in (
-                d.lower() for d in self.domains):
+        domains = {d.lower() for d in self.domains}
+        if self.xmpp is not None and domains and self.xmpp.sip_domain not in domains:
             raise ConfigError(f"xmpp.sip_domain {self.xmpp.sip_domain} is not one of "
                               "server.domains")
-        overlap = sorted({d.lower() for d in self.domains} & set(
-            self.xmpp.xmpp_domains if self.xmpp else ()))
+        overlap = sorted(domains & set(self.xmpp.xmpp_domains if self.xmpp else ()))
         if overlap:
             raise ConfigError(f"{overlap[0]} is both a SIP domain (server.domains) and "
                               "an XMPP domain (xmpp.xmpp_domains)")

@@ -70,6 +70,16 @@ def _presentity(uri: URI) -> str | None:
     return uri.aor() if isinstance(uri, SipURI) else None
 
 
+def _user(aor: str) -> str:
+    """``sip:alice@example.com`` -> ``alice``: the user name digest credentials carry."""
+    return aor.partition(":")[2].rpartition("@")[0]
+
+
+def _domain(aor: str) -> str:
+    """``sip:alice@Example.com`` -> ``example.com``."""
+    return aor.rpartition("@")[2].lower()
+
+
 Handler = Callable[[Request, Peer, float], Response | None]
 
 
@@ -232,8 +242,7 @@ class Agent:
             address = self._resource(request)
         else:
             address = request.from_.uri.aor()
-        user = address.partition(":")[2].rpartition("@")[0]
-        if user != verdict:
+        if _user(address) != verdict:
             return make_response(request, 403, "Not Your Address")
         return None
 
@@ -281,7 +290,7 @@ class Agent:
         someone, as for PUBLISH and REGISTER)."""
         if not self._served(aor):
             return False
-        return not self.users or aor.partition(":")[2].rpartition("@")[0] in self.users
+        return not self.users or _user(aor) in self.users
 
     def _served(self, resource: str) -> bool:
         if not self.domains:
@@ -293,8 +302,7 @@ class Agent:
         """Whether *aor* is a user of another network's domain (a bridged XMPP
         domain): its presence and messages come through that network only, and no
         SIP request may speak for it."""
-        return bool(self.message_gateways) and (
-            aor.rpartition("@")[2].lower() in self.message_gateways)
+        return bool(self.message_gateways) and _domain(aor) in self.message_gateways
 
     def _publish(self, request: Request, peer: Peer, now: float) -> Response:
         resource = self._resource(request)
@@ -473,7 +481,7 @@ class Agent:
         sender = request.from_.uri.aor()
         if self._foreign(sender):
             return make_response(request, 403, "Address Of Another Network")
-        gateway = self.message_gateways.get(resource.rpartition("@")[2].lower())
+        gateway = self.message_gateways.get(_domain(resource))
         if gateway is not None:
             if mime != TEXT_PLAIN:
                 return make_response(request, 415, headers=[("Accept", TEXT_PLAIN)])

@@ -46,9 +46,9 @@ def _roster_watcher(entry: RosterEntry, event: str, ended: bool = False) -> Watc
 
 
 class WatcherInformation:
-    def __init__(self, notifier: Notifier, roster: Roster | None = None) -> None:
+    def __init__(self, notifier: Notifier, roster: Roster) -> None:
         self.notifier = notifier
-        self.roster = roster if roster is not None else Roster()
+        self.roster = roster
         # Changes not yet sent, per winfo subscription: watcher id -> latest entry.
         self._pending: dict[str, dict[str, Watcher]] = {}
 
